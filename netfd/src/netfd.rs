@@ -1,0 +1,124 @@
+//! `NetFd`: one socket under one lifetime protocol, chosen at open.
+
+use crate::fd::Fd;
+use crate::net::Options;
+use crate::poll::Dir;
+use crate::probe::OwnerId;
+use crate::sys::{self, SockAddr};
+use crate::variants::Variant;
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+enum Imp {
+    FdMutex(Fd),
+}
+
+/// Dispatch a call to the protocol the socket was opened with.
+macro_rules! dispatch {
+    ($self:expr, $imp:ident => $call:expr) => {
+        match &$self.imp {
+            Imp::FdMutex($imp) => $call,
+        }
+    };
+}
+
+pub(crate) struct NetFd {
+    owner: OwnerId,
+    family: i32,
+    opts: Options,
+    imp: Imp,
+}
+
+impl NetFd {
+    /// A new socket of `domain`/`ty`, non-blocking and close-on-exec.
+    pub(crate) fn socket(domain: i32, ty: i32, opts: Options) -> io::Result<NetFd> {
+        let owner = OwnerId::next();
+        let sysfd = sys::socket(domain, ty, owner)?;
+        NetFd::adopt(sysfd, owner, domain, opts)
+    }
+
+    /// Wrap a number fresh from the kernel; closes it if that fails.
+    fn adopt(sysfd: RawFd, owner: OwnerId, family: i32, opts: Options) -> io::Result<NetFd> {
+        let imp = match opts.variant {
+            Variant::FdMutex => Fd::new(sysfd, owner, opts.wait).map(Imp::FdMutex),
+            other => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("variant {other} is not built yet"),
+            )),
+        };
+        match imp {
+            Ok(imp) => Ok(NetFd {
+                owner,
+                family,
+                opts,
+                imp,
+            }),
+            Err(e) => {
+                let _ = sys::close(sysfd, owner);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn owner(&self) -> OwnerId {
+        self.owner
+    }
+
+    pub(crate) fn family(&self) -> i32 {
+        self.family
+    }
+
+    pub(crate) fn options(&self) -> Options {
+        self.opts
+    }
+
+    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        dispatch!(self, fd => fd.read(buf))
+    }
+
+    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        dispatch!(self, fd => fd.write(buf))
+    }
+
+    pub(crate) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+        dispatch!(self, fd => fd.recv_from(buf))
+    }
+
+    pub(crate) fn send_to(&self, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
+        dispatch!(self, fd => fd.send_to(buf, addr))
+    }
+
+    pub(crate) fn accept(&self) -> io::Result<(NetFd, SockAddr)> {
+        let new_owner = OwnerId::next();
+        let (sysfd, addr) = dispatch!(self, fd => fd.accept(new_owner))?;
+        Ok((
+            NetFd::adopt(sysfd, new_owner, self.family, self.opts)?,
+            addr,
+        ))
+    }
+
+    pub(crate) fn connect(&self, addr: &SockAddr) -> io::Result<()> {
+        dispatch!(self, fd => fd.connect(addr))
+    }
+
+    /// Run `f` with the number under a reference (options, names, listen).
+    pub(crate) fn control<T>(
+        &self,
+        f: impl FnOnce(RawFd, OwnerId) -> io::Result<T>,
+    ) -> io::Result<T> {
+        dispatch!(self, fd => fd.control(f))
+    }
+
+    pub(crate) fn set_deadline(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
+        dispatch!(self, fd => fd.set_deadline(dir, deadline))
+    }
+
+    pub(crate) fn close(&self) -> io::Result<()> {
+        dispatch!(self, fd => fd.close())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        dispatch!(self, fd => fd.is_closed())
+    }
+}

@@ -1,0 +1,159 @@
+//! Waiting for readiness, deadlines and close.
+//!
+//! Two wait paths share one [`PollDesc`] protocol:
+//! - [`WaitPath::Direct`] (the default): the parked thread polls its own
+//!   socket together with a per-thread eventfd, with its deadline as the
+//!   timeout. Close and deadline changes signal that eventfd. No other thread
+//!   is involved in a wake-up, which is what keeps request/response latency
+//!   near blocking I/O (see the README's performance section).
+//! - [`WaitPath::Server`]: the socket is registered with the process's
+//!   [poll server](server) (one epoll thread, edge-triggered, generation-tagged
+//!   registrations, a timer heap for deadlines); the parked thread sleeps and
+//!   the server unparks it. This is the path the historical protocols were
+//!   built on.
+
+pub(crate) mod desc;
+pub mod server;
+
+pub use desc::{Dir, PollDesc};
+pub use server::{stats, PollStats};
+
+use crate::probe::{self, OwnerId, SyncPoint};
+use crate::sys::{self, Interest};
+use desc::Waker;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How a parked operation is woken. See the module docs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum WaitPath {
+    #[default]
+    Direct,
+    Server,
+}
+
+impl WaitPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitPath::Direct => "direct",
+            WaitPath::Server => "server",
+        }
+    }
+}
+
+/// One socket's poll state and, on the server path, its registration.
+pub(crate) struct Poller {
+    pd: Arc<PollDesc>,
+    token: Option<server::Token>,
+}
+
+impl Poller {
+    /// Set up waiting for `fd`; registers with the poll server on that path.
+    pub(crate) fn new(path: WaitPath, fd: RawFd, owner: OwnerId) -> io::Result<Poller> {
+        let pd = Arc::new(PollDesc::new());
+        let token = match path {
+            WaitPath::Direct => None,
+            WaitPath::Server => Some(server::get().register(fd, owner, pd.clone())?),
+        };
+        Ok(Poller { pd, token })
+    }
+
+    pub(crate) fn desc(&self) -> &PollDesc {
+        &self.pd
+    }
+
+    /// Wait until `fd` may be ready in `dir`, its deadline passes (timed-out
+    /// error) or the socket closes (closed error). `Ok` means: try the
+    /// syscall again. The caller holds a reference, so `fd` stays open.
+    pub(crate) fn wait(&self, dir: Dir, fd: RawFd, owner: OwnerId) -> io::Result<()> {
+        match self.token {
+            None => self.wait_direct(dir, fd, owner),
+            Some(token) => self.wait_server(dir, token, owner),
+        }
+    }
+
+    fn wait_direct(&self, dir: Dir, fd: RawFd, owner: OwnerId) -> io::Result<()> {
+        let wake = thread_wake_fd()?;
+        let armed = self
+            .pd
+            .arm(dir, Waker::Fd(wake), false)?
+            .expect("direct waiters never consume readiness");
+        probe::sync_point(SyncPoint::BeforePark, owner);
+        let timeout = armed
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let interest = match dir {
+            Dir::Read => Interest::Read,
+            Dir::Write => Interest::Write,
+        };
+        let outcome = sys::poll_with_wake(fd, owner, interest, wake, timeout);
+        self.pd.disarm(dir);
+        if matches!(outcome, Ok(o) if o.woken) {
+            sys::eventfd_drain(wake);
+        }
+        probe::sync_point(SyncPoint::AfterWake, owner);
+        outcome?;
+        self.pd.check(dir)
+    }
+
+    fn wait_server(&self, dir: Dir, token: server::Token, owner: OwnerId) -> io::Result<()> {
+        let Some(armed) = self
+            .pd
+            .arm(dir, Waker::Thread(std::thread::current()), true)?
+        else {
+            return Ok(());
+        };
+        if let Some(at) = armed.deadline {
+            server::get().add_timer(at, token, dir, armed.seq);
+        }
+        probe::sync_point(SyncPoint::BeforePark, owner);
+        while self.pd.is_armed(dir) {
+            std::thread::park();
+        }
+        probe::sync_point(SyncPoint::AfterWake, owner);
+        self.pd.check(dir)
+    }
+
+    /// Stop watching `fd` before it is closed (server path).
+    /// Called once, by whoever releases the number.
+    pub(crate) fn deregister(&self, fd: RawFd, owner: OwnerId) {
+        if let Some(token) = self.token {
+            server::get().deregister(token, fd, owner);
+        }
+    }
+
+    /// Forget the registration without a syscall (the number is already gone).
+    pub(crate) fn forget(&self) {
+        if let Some(token) = self.token {
+            server::get().release(token);
+        }
+    }
+
+    pub(crate) fn is_registered(&self) -> bool {
+        self.token.is_some()
+    }
+}
+
+/// This thread's wake eventfd, created on first park and closed when the
+/// thread exits.
+fn thread_wake_fd() -> io::Result<RawFd> {
+    struct WakeFd(RawFd);
+    impl Drop for WakeFd {
+        fn drop(&mut self) {
+            let _ = sys::close(self.0, OwnerId::INTERNAL);
+        }
+    }
+    thread_local! {
+        static WAKE: std::cell::OnceCell<WakeFd> = const { std::cell::OnceCell::new() };
+    }
+    WAKE.try_with(|cell| {
+        if let Some(w) = cell.get() {
+            return Ok(w.0);
+        }
+        let fd = sys::eventfd()?;
+        Ok(cell.get_or_init(|| WakeFd(fd)).0)
+    })
+    .map_err(|_| io::Error::other("netfd: wait during thread exit"))?
+}

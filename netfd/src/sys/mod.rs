@@ -1,0 +1,418 @@
+//! Every raw syscall netfd makes, in one place, each wrapped by the probe.
+//!
+//! Functions take the number to pass to the kernel and the [`OwnerId`] on
+//! whose behalf the call is made, so an observer can check every call against
+//! who owns the number at that moment. Nothing above this module calls libc.
+
+mod addr;
+
+pub use addr::SockAddr;
+
+use crate::probe::{self, OwnerId, SysOp, Syscall};
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// Run `raw` (a libc call returning -1 on error) between the probe's hooks.
+#[inline]
+fn probed(
+    op: SysOp,
+    fd: RawFd,
+    owner: OwnerId,
+    new_owner: OwnerId,
+    raw: impl FnOnce() -> i64,
+) -> io::Result<i64> {
+    let call = Syscall {
+        op,
+        fd,
+        owner,
+        new_owner,
+    };
+    probe::before_syscall(&call);
+    let ret = raw();
+    let result = if ret < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(ret)
+    };
+    probe::after_syscall(&call, result);
+    result.map_err(io::Error::from_raw_os_error)
+}
+
+fn as_fd(ret: i64) -> RawFd {
+    // Descriptor numbers always fit: the kernel returned an int.
+    ret as RawFd
+}
+
+/// Whether `err` is the kernel's "try again".
+#[inline]
+pub fn is_would_block(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EAGAIN))
+}
+
+/// Whether `err` is an interrupted call to repeat.
+#[inline]
+pub fn is_interrupted(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EINTR))
+}
+
+/// A non-blocking, close-on-exec socket.
+pub fn socket(domain: i32, ty: i32, new_owner: OwnerId) -> io::Result<RawFd> {
+    probed(SysOp::Socket, -1, OwnerId::NONE, new_owner, || {
+        // SAFETY: plain syscall with integer arguments.
+        i64::from(unsafe { libc::socket(domain, ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })
+    })
+    .map(as_fd)
+}
+
+/// Accept one connection as a non-blocking, close-on-exec descriptor.
+pub fn accept(fd: RawFd, owner: OwnerId, new_owner: OwnerId) -> io::Result<(RawFd, SockAddr)> {
+    let mut addr = SockAddr::empty();
+    let n = probed(SysOp::Accept, fd, owner, new_owner, || {
+        let (ptr, len) = addr.as_mut_ptr();
+        // SAFETY: `ptr`/`len` describe `addr`'s storage, which outlives the call.
+        i64::from(unsafe { libc::accept4(fd, ptr, len, libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) })
+    })?;
+    Ok((as_fd(n), addr))
+}
+
+pub fn connect(fd: RawFd, owner: OwnerId, addr: &SockAddr) -> io::Result<()> {
+    probed(SysOp::Connect, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `addr` points to a valid sockaddr of the given length.
+        i64::from(unsafe { libc::connect(fd, addr.as_ptr(), addr.len()) })
+    })
+    .map(drop)
+}
+
+pub fn bind(fd: RawFd, owner: OwnerId, addr: &SockAddr) -> io::Result<()> {
+    probed(SysOp::Bind, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `addr` points to a valid sockaddr of the given length.
+        i64::from(unsafe { libc::bind(fd, addr.as_ptr(), addr.len()) })
+    })
+    .map(drop)
+}
+
+pub fn listen(fd: RawFd, owner: OwnerId, backlog: i32) -> io::Result<()> {
+    probed(SysOp::Listen, fd, owner, OwnerId::NONE, || {
+        // SAFETY: plain syscall with integer arguments.
+        i64::from(unsafe { libc::listen(fd, backlog) })
+    })
+    .map(drop)
+}
+
+pub fn read(fd: RawFd, owner: OwnerId, buf: &mut [u8]) -> io::Result<usize> {
+    probed(SysOp::Read, fd, owner, OwnerId::NONE, || {
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+        unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) as i64 }
+    })
+    .map(|n| n as usize)
+}
+
+pub fn write(fd: RawFd, owner: OwnerId, buf: &[u8]) -> io::Result<usize> {
+    probed(SysOp::Write, fd, owner, OwnerId::NONE, || {
+        // SAFETY: the kernel reads at most `buf.len()` bytes from `buf`.
+        // MSG_NOSIGNAL: a write to a reset peer returns EPIPE, not SIGPIPE.
+        unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) as i64 }
+    })
+    .map(|n| n as usize)
+}
+
+pub fn recv_from(fd: RawFd, owner: OwnerId, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
+    let mut addr = SockAddr::empty();
+    let n = probed(SysOp::RecvFrom, fd, owner, OwnerId::NONE, || {
+        let (ptr, len) = addr.as_mut_ptr();
+        // SAFETY: `buf` and `addr` are valid for writes of their lengths.
+        unsafe { libc::recvfrom(fd, buf.as_mut_ptr().cast(), buf.len(), 0, ptr, len) as i64 }
+    })?;
+    Ok((n as usize, addr))
+}
+
+pub fn send_to(fd: RawFd, owner: OwnerId, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
+    probed(SysOp::SendTo, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `buf` and `addr` are valid for reads of their lengths.
+        unsafe {
+            libc::sendto(
+                fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL,
+                addr.as_ptr(),
+                addr.len(),
+            ) as i64
+        }
+    })
+    .map(|n| n as usize)
+}
+
+pub fn shutdown(fd: RawFd, owner: OwnerId, how: std::net::Shutdown) -> io::Result<()> {
+    let how = match how {
+        std::net::Shutdown::Read => libc::SHUT_RD,
+        std::net::Shutdown::Write => libc::SHUT_WR,
+        std::net::Shutdown::Both => libc::SHUT_RDWR,
+    };
+    probed(SysOp::Shutdown, fd, owner, OwnerId::NONE, || {
+        // SAFETY: plain syscall with integer arguments.
+        i64::from(unsafe { libc::shutdown(fd, how) })
+    })
+    .map(drop)
+}
+
+/// Release the number. Linux releases it even when close reports EINTR, so
+/// the call is never repeated.
+pub fn close(fd: RawFd, owner: OwnerId) -> io::Result<()> {
+    probed(SysOp::Close, fd, owner, OwnerId::NONE, || {
+        // SAFETY: plain syscall; the caller gives up the number.
+        i64::from(unsafe { libc::close(fd) })
+    })
+    .map(drop)
+}
+
+pub fn setsockopt_int(
+    fd: RawFd,
+    owner: OwnerId,
+    level: i32,
+    name: i32,
+    value: i32,
+) -> io::Result<()> {
+    probed(SysOp::SetSockOpt, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `value` is a valid c_int for the duration of the call.
+        i64::from(unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        })
+    })
+    .map(drop)
+}
+
+pub fn getsockopt_int(fd: RawFd, owner: OwnerId, level: i32, name: i32) -> io::Result<i32> {
+    let mut value: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    probed(SysOp::GetSockOpt, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `value`/`len` are valid for writes for the duration of the call.
+        i64::from(unsafe {
+            libc::getsockopt(fd, level, name, (&mut value as *mut i32).cast(), &mut len)
+        })
+    })?;
+    Ok(value)
+}
+
+/// SO_LINGER: `None` turns lingering off.
+pub fn set_linger(fd: RawFd, owner: OwnerId, linger: Option<Duration>) -> io::Result<()> {
+    let value = libc::linger {
+        l_onoff: i32::from(linger.is_some()),
+        l_linger: linger.map_or(0, |d| d.as_secs().min(i32::MAX as u64) as i32),
+    };
+    probed(SysOp::SetSockOpt, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `value` is a valid linger struct for the duration of the call.
+        i64::from(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&value as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        })
+    })
+    .map(drop)
+}
+
+pub fn getsockname(fd: RawFd, owner: OwnerId) -> io::Result<SockAddr> {
+    let mut addr = SockAddr::empty();
+    probed(SysOp::GetSockName, fd, owner, OwnerId::NONE, || {
+        let (ptr, len) = addr.as_mut_ptr();
+        // SAFETY: `ptr`/`len` describe `addr`'s storage.
+        i64::from(unsafe { libc::getsockname(fd, ptr, len) })
+    })?;
+    Ok(addr)
+}
+
+pub fn getpeername(fd: RawFd, owner: OwnerId) -> io::Result<SockAddr> {
+    let mut addr = SockAddr::empty();
+    probed(SysOp::GetPeerName, fd, owner, OwnerId::NONE, || {
+        let (ptr, len) = addr.as_mut_ptr();
+        // SAFETY: `ptr`/`len` describe `addr`'s storage.
+        i64::from(unsafe { libc::getpeername(fd, ptr, len) })
+    })?;
+    Ok(addr)
+}
+
+/// What a waiter polls for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    Read,
+    Write,
+}
+
+/// Outcome of [`poll_with_wake`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// The socket is ready (or in error / hung up).
+    pub ready: bool,
+    /// The wake descriptor was signalled.
+    pub woken: bool,
+}
+
+/// Wait until `fd` is ready for `interest`, `wake` (an eventfd) is
+/// signalled, or `timeout` passes. EINTR counts as a spurious wake-up.
+pub fn poll_with_wake(
+    fd: RawFd,
+    owner: OwnerId,
+    interest: Interest,
+    wake: RawFd,
+    timeout: Option<Duration>,
+) -> io::Result<PollOutcome> {
+    let events = match interest {
+        Interest::Read => libc::POLLIN | libc::POLLRDHUP,
+        Interest::Write => libc::POLLOUT,
+    };
+    let mut fds = [
+        libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    let r = probed(SysOp::Poll, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `fds` is a valid array of two pollfds; `ts_ptr` is null or
+        // points to `ts`, both live for the call.
+        i64::from(unsafe { libc::ppoll(fds.as_mut_ptr(), 2, ts_ptr, std::ptr::null()) })
+    });
+    match r {
+        Ok(_) => Ok(PollOutcome {
+            ready: fds[0].revents != 0,
+            woken: fds[1].revents != 0,
+        }),
+        Err(e) if is_interrupted(&e) => Ok(PollOutcome::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A non-blocking, close-on-exec eventfd owned by netfd itself.
+pub fn eventfd() -> io::Result<RawFd> {
+    probed(SysOp::EventFd, -1, OwnerId::NONE, OwnerId::INTERNAL, || {
+        // SAFETY: plain syscall with integer arguments.
+        i64::from(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })
+    })
+    .map(as_fd)
+}
+
+/// Add one to an eventfd's counter, making it readable.
+pub fn eventfd_signal(fd: RawFd) {
+    let one: u64 = 1;
+    // An eventfd write fails only when the counter would overflow, and then
+    // it is readable already: the signal is not lost.
+    let _ = probed(SysOp::Write, fd, OwnerId::INTERNAL, OwnerId::NONE, || {
+        // SAFETY: writes 8 bytes from `one`, which lives for the call.
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) as i64 }
+    });
+}
+
+/// Reset an eventfd's counter to zero.
+pub fn eventfd_drain(fd: RawFd) {
+    let mut value: u64 = 0;
+    // EAGAIN means already drained.
+    let _ = probed(SysOp::Read, fd, OwnerId::INTERNAL, OwnerId::NONE, || {
+        // SAFETY: reads 8 bytes into `value`, which lives for the call.
+        unsafe { libc::read(fd, (&mut value as *mut u64).cast(), 8) as i64 }
+    });
+}
+
+pub fn epoll_create() -> io::Result<RawFd> {
+    probed(SysOp::EventFd, -1, OwnerId::NONE, OwnerId::INTERNAL, || {
+        // SAFETY: plain syscall with integer arguments.
+        i64::from(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })
+    })
+    .map(as_fd)
+}
+
+/// Register `fd` edge-triggered for read and write readiness, tagged `data`.
+pub fn epoll_add(epfd: RawFd, fd: RawFd, owner: OwnerId, data: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+        u64: data,
+    };
+    probed(SysOp::EpollCtl, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `ev` is a valid epoll_event for the call.
+        i64::from(unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) })
+    })
+    .map(drop)
+}
+
+pub fn epoll_del(epfd: RawFd, fd: RawFd, owner: OwnerId) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    probed(SysOp::EpollCtl, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `ev` is a valid (ignored) epoll_event for the call.
+        i64::from(unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_DEL, fd, &mut ev) })
+    })
+    .map(drop)
+}
+
+/// Wait for events on `epfd`; returns how many of `events` were filled.
+/// Not probed: it names no socket's number.
+pub fn epoll_wait(
+    epfd: RawFd,
+    events: &mut [libc::epoll_event],
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
+    let ms = match timeout {
+        None => -1,
+        // Round up so a timer is never fired early.
+        Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
+    };
+    // SAFETY: `events` is valid for writes of `events.len()` entries.
+    let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if is_interrupted(&e) {
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(n as usize)
+}
+
+/// The kernel's identity of the open file behind `fd` (device, inode), or
+/// `None` when the number is not open. Evidence for observers: two owners
+/// that saw different inodes behind one number were given different sockets.
+pub fn file_identity(fd: RawFd) -> Option<(u64, u64)> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for writes of one `stat`.
+    let r = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Some((st.st_dev, st.st_ino))
+}
+
+/// The process's soft limit on open descriptors.
+pub fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is valid for writes for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    lim.rlim_cur
+}
