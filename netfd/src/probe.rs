@@ -276,12 +276,15 @@ fn with_probe_slow(f: impl FnOnce(&dyn Probe)) {
 }
 
 #[inline]
-pub(crate) fn before_syscall(call: &Syscall) {
+/// Report that `call` is about to reach the kernel (for targets that make
+/// their own syscalls).
+pub fn before_syscall(call: &Syscall) {
     with_probe(|p| p.before_syscall(call))
 }
 
 #[inline]
-pub(crate) fn after_syscall(call: &Syscall, result: SysResult) {
+/// Report what the kernel answered to `call`.
+pub fn after_syscall(call: &Syscall, result: SysResult) {
     with_probe(|p| p.after_syscall(call, result))
 }
 

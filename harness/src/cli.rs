@@ -1,0 +1,524 @@
+//! The `harness` command line: `run`, `replay`, `matrix`, `list`.
+//!
+//! Exit codes: 0 clean, 1 violations found (for `matrix`: `fdmutex` not
+//! clean or a historical variant not caught), 2 bad usage or bad input,
+//! 3 the harness itself failed.
+
+use crate::report::{self, Mode, Report};
+use crate::run::{self, RunConfig, Source};
+use crate::scenario::{self, Scenario};
+use crate::target::{NetfdTarget, Target};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use netfd::Variant;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const EXIT_CLEAN: i32 = 0;
+pub const EXIT_VIOLATIONS: i32 = 1;
+pub const EXIT_BAD_INPUT: i32 = 2;
+pub const EXIT_HARNESS_FAILED: i32 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "harness",
+    version,
+    about = "Find close races on network descriptors: fd reuse, use after close, hangs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run scenario files (and generated cases) against one variant.
+    Run(RunArgs),
+    /// Re-run a saved case (scenario with its schedule) and show it.
+    Replay(ReplayArgs),
+    /// Every variant against every scenario: fdmutex must be clean, every
+    /// historical variant caught.
+    Matrix(MatrixArgs),
+    /// List scenarios and variants.
+    List(ListArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Controlled,
+    Free,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Controlled => Mode::Controlled,
+            ModeArg::Free => Mode::Free,
+        }
+    }
+}
+
+fn parse_variant(s: &str) -> Result<Variant, String> {
+    s.parse::<Variant>().map_err(|e| e.to_string())
+}
+
+/// `30s`, `2m`, `1500ms`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration '{s}' (examples: 30s, 2m, 500ms)");
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Scenario files or directories (default: the workspace's scenarios/).
+    #[arg(long = "scenarios", value_name = "PATH")]
+    pub scenarios: Vec<PathBuf>,
+    /// Execution mode.
+    #[arg(long, value_enum, default_value = "controlled")]
+    pub mode: ModeArg,
+    /// Run seed (default: from the clock; printed in the report).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Directory for the JSON report and saved failing cases.
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub report: PathBuf,
+    /// Also write JUnit XML here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Seconds an operation may take to return after Close or its deadline.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub hang_bound: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Lifetime protocol under test.
+    #[arg(long, value_parser = parse_variant, default_value = "fdmutex")]
+    pub variant: Variant,
+    /// Cases per scenario at most.
+    #[arg(long, default_value_t = 40)]
+    pub cases: u64,
+    /// Wall-clock budget for the run.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub budget: Duration,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A saved case (scenario JSON with its schedule).
+    pub file: PathBuf,
+    #[arg(long, value_parser = parse_variant, default_value = "fdmutex")]
+    pub variant: Variant,
+    /// How many times to replay.
+    #[arg(long, default_value_t = 1)]
+    pub times: u64,
+    #[arg(long, value_enum, default_value = "controlled")]
+    pub mode: ModeArg,
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub hang_bound: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct MatrixArgs {
+    /// Wall-clock budget for the whole matrix.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub budget: Duration,
+    /// Cases per scenario and variant at most.
+    #[arg(long, default_value_t = 20)]
+    pub cases: u64,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[arg(long = "scenarios", value_name = "PATH")]
+    pub scenarios: Vec<PathBuf>,
+}
+
+/// A failure with its exit code and one-line message.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn bad_input(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_BAD_INPUT,
+            message: message.into(),
+        }
+    }
+    pub fn harness(message: impl Into<String>) -> Failure {
+        Failure {
+            code: EXIT_HARNESS_FAILED,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parse the process arguments, run, and return the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_CLEAN
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            f.code
+        }
+    }
+}
+
+pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
+    match cli.command {
+        Command::Run(a) => cmd_run(a),
+        Command::Replay(a) => cmd_replay(a),
+        Command::Matrix(a) => cmd_matrix(a),
+        Command::List(a) => cmd_list(a),
+    }
+}
+
+/// The workspace's scenarios/ directory: ./scenarios if present, else the
+/// one next to this crate.
+pub fn default_scenario_dir() -> PathBuf {
+    let here = PathBuf::from("scenarios");
+    if here.is_dir() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scenarios")
+}
+
+/// Load every scenario named by `paths` (files or directories).
+pub fn load_sources(paths: &[PathBuf]) -> Result<Vec<Source>, Failure> {
+    let paths = if paths.is_empty() {
+        vec![default_scenario_dir()]
+    } else {
+        paths.to_vec()
+    };
+    let mut out = Vec::new();
+    for p in &paths {
+        let loaded: Vec<(PathBuf, Scenario)> = if p.is_dir() {
+            scenario::load_dir(p).map_err(|e| Failure::bad_input(e.to_string()))?
+        } else {
+            let s = scenario::load_file(p).map_err(|e| Failure::bad_input(e.to_string()))?;
+            vec![(p.clone(), s)]
+        };
+        for (file, s) in loaded {
+            out.push(Source {
+                scenario: s,
+                file: file.display().to_string(),
+            });
+        }
+    }
+    if out.is_empty() {
+        return Err(Failure::bad_input(format!(
+            "no scenario files found in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in &out {
+        if !seen.insert(s.scenario.name.clone()) {
+            return Err(Failure::bad_input(format!(
+                "{}: scenario name '{}' is used twice",
+                s.file, s.scenario.name
+            )));
+        }
+    }
+    check_fd_limit(&out)?;
+    Ok(out)
+}
+
+/// Refuse scenarios that need more descriptors than the process may open.
+pub fn check_fd_limit(sources: &[Source]) -> Result<(), Failure> {
+    let limit = netfd::sys::fd_limit();
+    for s in sources {
+        let need = s.scenario.descriptors_needed();
+        // Other cases' and the harness's own descriptors need room too.
+        if limit > 0 && need.saturating_mul(2) > limit {
+            return Err(Failure::bad_input(format!(
+                "{}: scenario '{}' needs about {need} descriptors, but the descriptor limit is {limit} (raise it with `ulimit -n`)",
+                s.file, s.scenario.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Make sure reports can be written to `dir` before running anything.
+pub fn check_report_dir(dir: &Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::bad_input(format!("report directory {}: {e}", dir.display())))?;
+    tempfile::NamedTempFile::new_in(dir).map(drop).map_err(|e| {
+        Failure::bad_input(format!(
+            "report directory {} is not writable: {e}",
+            dir.display()
+        ))
+    })
+}
+
+fn seed_or_clock(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        crate::exec::Rng::new(t.as_nanos() as u64 ^ u64::from(std::process::id())).next_u64() >> 1
+    })
+}
+
+fn progress_bar(total: u64, label: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(label.to_string());
+    pb
+}
+
+/// Run `sources` against `variant` and write the report; returns it with its path.
+pub fn run_variant(
+    variant: Variant,
+    sources: &[Source],
+    cfg: &RunConfig,
+    report_dir: &Path,
+) -> Result<(Report, PathBuf), Failure> {
+    let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(variant));
+    let pb = progress_bar(sources.len() as u64 * cfg.cases, variant.name());
+    let progress = |name: &str, _case: u64| {
+        pb.inc(1);
+        pb.set_message(name.to_string());
+    };
+    let report =
+        run::run(target, sources, cfg, &progress).map_err(|e| Failure::harness(e.to_string()))?;
+    pb.finish_and_clear();
+    let path = report
+        .write_atomic(report_dir)
+        .map_err(|e| Failure::bad_input(format!("cannot write report: {e}")))?;
+    Ok((report, path))
+}
+
+fn case_dir(report_dir: &Path, variant: Variant, seed: u64) -> PathBuf {
+    report_dir.join(format!("cases-{}-{seed}", variant.name()))
+}
+
+fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
+    let sources = load_sources(&a.common.scenarios)?;
+    check_report_dir(&a.common.report)?;
+    let seed = seed_or_clock(a.common.seed);
+    let cfg = RunConfig {
+        mode: a.common.mode.into(),
+        seed,
+        cases: a.cases,
+        budget: a.budget,
+        case_dir: Some(case_dir(&a.common.report, a.variant, seed)),
+        hang_bound: a.common.hang_bound,
+    };
+    let (report, path) = run_variant(a.variant, &sources, &cfg, &a.common.report)?;
+    if let Some(j) = &a.common.junit {
+        report::junit::write(std::slice::from_ref(&report), j).map_err(|e| {
+            Failure::bad_input(format!("cannot write JUnit XML {}: {e}", j.display()))
+        })?;
+    }
+    print!(
+        "{}",
+        report::summary::render(&report, std::io::stdout().is_terminal())
+    );
+    println!("report: {}", path.display());
+    Ok(if report.summary.passed {
+        EXIT_CLEAN
+    } else {
+        EXIT_VIOLATIONS
+    })
+}
+
+fn cmd_replay(a: ReplayArgs) -> Result<i32, Failure> {
+    let scenario = scenario::load_file(&a.file).map_err(|e| Failure::bad_input(e.to_string()))?;
+    let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(a.variant));
+    let mut failed = 0u64;
+    for i in 0..a.times.max(1) {
+        let mut cfg = crate::exec::CaseConfig::new(a.mode.into(), i);
+        cfg.hang_bound = a.hang_bound;
+        cfg.schedule = scenario.schedule.clone().unwrap_or_default();
+        let outcome = crate::exec::run_case(target.clone(), &scenario, &cfg)
+            .map_err(|e| Failure::harness(e.to_string()))?;
+        if !outcome.found.is_empty() {
+            failed += 1;
+        }
+        if i == 0 || a.times == 1 {
+            println!(
+                "replay {} of {} against {}: {} violation(s)",
+                i + 1,
+                a.file.display(),
+                a.variant,
+                outcome.found.len()
+            );
+            for f in &outcome.found {
+                println!(
+                    "  {} fd {} owner #{} {} on thread {}: {}",
+                    f.kind, f.fd, f.owner, f.op, f.thread, f.message
+                );
+                if let Some(e) = &f.evidence {
+                    println!("    evidence: {e}");
+                }
+            }
+        }
+    }
+    println!(
+        "{failed} of {} replays reproduced a violation",
+        a.times.max(1)
+    );
+    Ok(if failed > 0 {
+        EXIT_VIOLATIONS
+    } else {
+        EXIT_CLEAN
+    })
+}
+
+/// One row of the matrix verdict.
+#[derive(Debug, Clone)]
+pub struct MatrixRow {
+    pub variant: Variant,
+    pub violations: u64,
+    pub kinds: Vec<String>,
+    pub ok: bool,
+    pub report: PathBuf,
+}
+
+fn cmd_matrix(a: MatrixArgs) -> Result<i32, Failure> {
+    let sources = load_sources(&a.common.scenarios)?;
+    check_report_dir(&a.common.report)?;
+    let seed = seed_or_clock(a.common.seed);
+    let per_variant = a.budget / Variant::ALL.len() as u32;
+    let mut reports = Vec::new();
+    let mut rows = Vec::new();
+    for v in Variant::ALL {
+        let cfg = RunConfig {
+            mode: a.common.mode.into(),
+            seed,
+            cases: a.cases,
+            budget: per_variant,
+            case_dir: Some(case_dir(&a.common.report, v, seed)),
+            hang_bound: a.common.hang_bound,
+        };
+        let (report, path) = run_variant(v, &sources, &cfg, &a.common.report)?;
+        let caught = run::caught(&report);
+        let ok = if v.expected_clean() { !caught } else { caught };
+        rows.push(MatrixRow {
+            variant: v,
+            violations: report.summary.violations,
+            kinds: run::kinds_found(&report)
+                .iter()
+                .map(|k| k.name().to_string())
+                .collect(),
+            ok,
+            report: path,
+        });
+        reports.push(report);
+    }
+    if let Some(j) = &a.common.junit {
+        report::junit::write(&reports, j).map_err(|e| {
+            Failure::bad_input(format!("cannot write JUnit XML {}: {e}", j.display()))
+        })?;
+    }
+    println!(
+        "{:<18} {:<9} {:>10}  kinds",
+        "variant", "verdict", "violations"
+    );
+    for r in &rows {
+        let expect = if r.variant.expected_clean() {
+            "clean"
+        } else {
+            "caught"
+        };
+        let verdict = if r.ok {
+            expect.to_string()
+        } else {
+            format!("NOT {expect}")
+        };
+        println!(
+            "{:<18} {:<9} {:>10}  {}",
+            r.variant.name(),
+            verdict,
+            r.violations,
+            r.kinds.join(",")
+        );
+    }
+    for r in &rows {
+        println!("report {}: {}", r.variant, r.report.display());
+    }
+    let all_ok = rows.iter().all(|r| r.ok);
+    println!("matrix: {}", if all_ok { "ok" } else { "FAILED" });
+    Ok(if all_ok { EXIT_CLEAN } else { EXIT_VIOLATIONS })
+}
+
+fn cmd_list(a: ListArgs) -> Result<i32, Failure> {
+    let sources = load_sources(&a.scenarios)?;
+    println!("scenarios:");
+    for s in &sources {
+        let origin = s
+            .scenario
+            .origin
+            .as_deref()
+            .map(|o| format!(" [{o}]"))
+            .unwrap_or_default();
+        println!(
+            "  {:<34} {:<5} {}{}",
+            s.scenario.name,
+            s.scenario.transport.name(),
+            s.scenario.description,
+            origin
+        );
+    }
+    println!("variants:");
+    for v in Variant::ALL {
+        let expect = if v.expected_clean() {
+            "expected clean"
+        } else {
+            "expected caught"
+        };
+        println!("  {:<18} {expect}", v.name());
+    }
+    Ok(EXIT_CLEAN)
+}

@@ -1,0 +1,209 @@
+//! The controlled scheduler: the case's threads run one at a time and switch
+//! only at probe sync points and between scenario ops, in the order a
+//! schedule gives.
+//!
+//! Protocol:
+//! - Exactly one thread holds the turn (`current`); the others wait in
+//!   [`Scheduler::switch`]. At each switch point the next thread is taken
+//!   from the schedule: entry `k` names the thread to run at the `k`-th
+//!   decision; a named thread that cannot run (finished, parked) passes the
+//!   turn to the next runnable one in index order. Past the end of the
+//!   schedule the running thread keeps the turn while it can.
+//! - A thread about to block in the kernel ([`park`](Scheduler::park), at the
+//!   `before_park` sync point) gives up the turn without waiting for it back;
+//!   when it wakes ([`unpark`](Scheduler::unpark)) it queues for the turn.
+//!   So a blocking call counts as a switch, and a Close can run while a Read
+//!   is parked.
+//! - A thread that blocks where no sync point says so (a lock inside the
+//!   protocol) would stall everyone: a waiter that sees no progress for
+//!   [`STALL`] takes the turn from it; the stalled thread rejoins the queue
+//!   at its next switch point.
+//! - Every decision is recorded ([`taken`](Scheduler::taken)): replaying a
+//!   case with the recorded schedule repeats the interleaving.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// How long the turn may sit with a thread that makes no progress.
+pub const STALL: Duration = Duration::from_millis(20);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// Started, waiting to be given the turn.
+    Ready,
+    Running,
+    /// Blocked in the kernel, or stalled: not eligible until it comes back.
+    Away,
+    Done,
+}
+
+struct State {
+    status: Vec<Status>,
+    current: Option<usize>,
+    choices: Vec<usize>,
+    cursor: usize,
+    taken: Vec<usize>,
+    progress: u64,
+    started: bool,
+}
+
+pub struct Scheduler {
+    st: Mutex<State>,
+    cv: Condvar,
+}
+
+impl Scheduler {
+    pub fn new(threads: usize, choices: Vec<usize>) -> Scheduler {
+        Scheduler {
+            st: Mutex::new(State {
+                status: vec![Status::Away; threads],
+                current: None,
+                choices,
+                cursor: 0,
+                taken: Vec::new(),
+                progress: 0,
+                started: false,
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The decisions made so far.
+    pub fn taken(&self) -> Vec<usize> {
+        self.lock().taken.clone()
+    }
+
+    /// Let the first thread run, once every thread has arrived.
+    pub fn begin(&self) {
+        let mut st = self.lock();
+        while st.status.iter().any(|s| *s == Status::Away) {
+            st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.started = true;
+        self.pick(&mut st, None);
+    }
+
+    /// A thread arrives and waits for its first turn.
+    pub fn arrive(&self, me: usize) {
+        let mut st = self.lock();
+        st.status[me] = Status::Ready;
+        self.cv.notify_all();
+        self.wait_turn(st, me);
+    }
+
+    /// A switch point: maybe hand the turn to another thread.
+    pub fn switch(&self, me: usize) {
+        let mut st = self.lock();
+        if !st.started {
+            return;
+        }
+        st.status[me] = Status::Ready;
+        let keep = if st.current == Some(me) {
+            Some(me)
+        } else {
+            None
+        };
+        if st.current == Some(me) || st.current.is_none() {
+            self.pick(&mut st, keep);
+        }
+        self.wait_turn(st, me);
+    }
+
+    /// About to block in the kernel: give up the turn.
+    pub fn park(&self, me: usize) {
+        let mut st = self.lock();
+        if !st.started {
+            return;
+        }
+        st.status[me] = Status::Away;
+        if st.current == Some(me) {
+            st.current = None;
+            self.pick(&mut st, None);
+        }
+    }
+
+    /// Back from the kernel: queue for the turn.
+    pub fn unpark(&self, me: usize) {
+        let mut st = self.lock();
+        if !st.started {
+            return;
+        }
+        st.status[me] = Status::Ready;
+        if st.current.is_none() {
+            self.pick(&mut st, None);
+        }
+        self.wait_turn(st, me);
+    }
+
+    /// The thread has run all its ops.
+    pub fn done(&self, me: usize) {
+        let mut st = self.lock();
+        st.status[me] = Status::Done;
+        if st.current == Some(me) || st.current.is_none() {
+            st.current = None;
+            self.pick(&mut st, None);
+        }
+        self.cv.notify_all();
+    }
+
+    /// Whether every unfinished thread is away (blocked in the kernel).
+    pub fn all_away_or_done(&self) -> bool {
+        let st = self.lock();
+        st.current.is_none()
+            && st
+                .status
+                .iter()
+                .all(|s| matches!(s, Status::Away | Status::Done))
+    }
+
+    fn pick(&self, st: &mut State, keep: Option<usize>) {
+        let n = st.status.len();
+        let eligible =
+            |st: &State, t: usize| matches!(st.status[t], Status::Ready | Status::Running);
+        let next = if st.cursor < st.choices.len() {
+            let want = st.choices[st.cursor] % n.max(1);
+            st.cursor += 1;
+            (0..n).map(|k| (want + k) % n).find(|&t| eligible(st, t))
+        } else {
+            keep.filter(|&t| eligible(st, t))
+                .or_else(|| (0..n).find(|&t| eligible(st, t)))
+        };
+        if let Some(t) = next {
+            st.taken.push(t);
+            st.status[t] = Status::Running;
+        }
+        st.current = next;
+        st.progress += 1;
+        self.cv.notify_all();
+    }
+
+    fn wait_turn(&self, mut st: std::sync::MutexGuard<'_, State>, me: usize) {
+        loop {
+            if st.current == Some(me) {
+                return;
+            }
+            if st.started && st.current.is_none() {
+                self.pick(&mut st, None);
+                continue;
+            }
+            let seen = st.progress;
+            let (g, timeout) = self
+                .cv
+                .wait_timeout(st, STALL)
+                .unwrap_or_else(|e| e.into_inner());
+            st = g;
+            if timeout.timed_out() && st.progress == seen && st.started {
+                // The running thread is blocked where no sync point said so.
+                if let Some(stalled) = st.current {
+                    st.status[stalled] = Status::Away;
+                    st.current = None;
+                    self.pick(&mut st, None);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! The ledger: the oracle that checks every syscall against who owns which
+//! descriptor number.
+//!
+//! One ledger per case. It is fed by the case's probe (installed only on the
+//! case's threads, so parallel cases in one process — one descriptor table —
+//! never see each other's calls) and keeps, for every number, the owner the
+//! kernel gave it to, and for every owner, its number, the kernel's identity
+//! of the file behind it (device, inode) and whether it has been released.
+//!
+//! Rules, checked as each call is about to reach the kernel:
+//! - `double_close`: close(2) for an owner whose number was already released.
+//! - `fd_reuse`: any other call for a released owner, when the number is
+//!   open again as a different file (the kernel's identity differs from the
+//!   one the owner had): the call reached somebody else's socket. The
+//!   evidence names both inodes.
+//! - `use_after_close`: a call for a released owner when the number is not
+//!   open (or is still the same file: released by a close the owner made).
+//! - `close_in_flight`: close(2) of a number while another thread's call on
+//!   it is in flight: the race is possible even if no reuse happened now.
+//! - `leak` is checked at the end of a case ([`Ledger::unreleased`]).
+//!
+//! Owners the ledger never saw created (another case's sockets, or the
+//! harness's own helpers) are not checked: their events belong elsewhere.
+
+use crate::report::{Event, ViolationKind};
+use netfd::probe::{OwnerId, SysOp, SysResult, Syscall};
+use std::collections::HashMap;
+use std::os::fd::RawFd;
+use std::sync::Mutex;
+
+/// How many events of the case's history a violation carries.
+const TRACE_LEN: usize = 64;
+
+/// A violation the ledger raised.
+#[derive(Clone, Debug)]
+pub struct LedgerViolation {
+    pub kind: ViolationKind,
+    pub fd: RawFd,
+    pub owner: OwnerId,
+    pub holder: Option<OwnerId>,
+    pub op: SysOp,
+    pub thread: usize,
+    pub message: String,
+    pub evidence: Option<String>,
+    /// Index of the violating event in the case's event list.
+    pub event: usize,
+}
+
+#[derive(Clone, Debug)]
+struct OwnerRec {
+    fd: RawFd,
+    identity: Option<(u64, u64)>,
+    released: bool,
+}
+
+#[derive(Default)]
+struct State {
+    /// Number → owner the kernel gave it to (owners this ledger knows).
+    numbers: HashMap<RawFd, OwnerId>,
+    owners: HashMap<OwnerId, OwnerRec>,
+    /// Number → (thread, owner, op, generation) of calls in flight on it.
+    in_flight: HashMap<RawFd, Vec<(usize, OwnerId, SysOp, u64)>>,
+    /// Number → how many times the kernel has handed it out. A call in
+    /// flight from an earlier generation finished in the kernel before the
+    /// number was handed out again; only its report is late.
+    generation: HashMap<RawFd, u64>,
+    events: Vec<RawEvent>,
+    violations: Vec<LedgerViolation>,
+    syscalls_checked: u64,
+    closes_checked: u64,
+}
+
+/// One event as recorded; turned into a report [`Event`] on demand.
+#[derive(Clone, Debug)]
+pub struct RawEvent {
+    pub thread: usize,
+    pub owner: OwnerId,
+    pub fd: Option<RawFd>,
+    pub what: String,
+    pub result: Option<String>,
+}
+
+/// See the module docs.
+#[derive(Default)]
+pub struct Ledger {
+    state: Mutex<State>,
+}
+
+/// Counts of checks made, for the report's assertions.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LedgerCounts {
+    pub syscalls_checked: u64,
+    pub closes_checked: u64,
+}
+
+fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::EBADF => "EBADF",
+        libc::EINVAL => "EINVAL",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EAGAIN => "EAGAIN",
+        libc::EINTR => "EINTR",
+        libc::EPIPE => "EPIPE",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ENOTCONN => "ENOTCONN",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ENOENT => "ENOENT",
+        libc::EMFILE => "EMFILE",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_string()
+}
+
+fn result_text(result: SysResult) -> String {
+    match result {
+        Ok(v) => format!("ok {v}"),
+        Err(e) => errno_name(e),
+    }
+}
+
+impl Ledger {
+    pub fn new() -> Ledger {
+        Ledger::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record an event that is not a syscall (a sync point, an op boundary).
+    pub fn note(
+        &self,
+        thread: usize,
+        owner: OwnerId,
+        what: impl Into<String>,
+        result: Option<String>,
+    ) {
+        self.lock().events.push(RawEvent {
+            thread,
+            owner,
+            fd: None,
+            what: what.into(),
+            result,
+        });
+    }
+
+    /// Adopt a number created outside the probe (the harness's own setup).
+    pub fn adopt(&self, fd: RawFd, owner: OwnerId) {
+        let mut st = self.lock();
+        st.numbers.insert(fd, owner);
+        st.owners.insert(
+            owner,
+            OwnerRec {
+                fd,
+                identity: netfd::sys::file_identity(fd),
+                released: false,
+            },
+        );
+    }
+
+    pub fn before_syscall(&self, thread: usize, call: &Syscall) {
+        let mut st = self.lock();
+        let event = st.events.len();
+        st.events.push(RawEvent {
+            thread,
+            owner: call.owner,
+            fd: (call.fd >= 0).then_some(call.fd),
+            what: call.op.name().to_string(),
+            result: None,
+        });
+        if call.fd < 0 || call.owner == OwnerId::INTERNAL {
+            return;
+        }
+        let Some(rec) = st.owners.get(&call.owner).cloned() else {
+            return;
+        };
+        st.syscalls_checked += 1;
+        let holder = st
+            .numbers
+            .get(&call.fd)
+            .copied()
+            .filter(|h| *h != call.owner);
+        let raise = |st: &mut State, kind, message: String, evidence| {
+            st.violations.push(LedgerViolation {
+                kind,
+                fd: call.fd,
+                owner: call.owner,
+                holder,
+                op: call.op,
+                thread,
+                message,
+                evidence,
+                event,
+            });
+        };
+        if call.op == SysOp::Close {
+            st.closes_checked += 1;
+            let generation = st.generation.get(&call.fd).copied().unwrap_or(0);
+            let others: Vec<(usize, OwnerId, SysOp, u64)> = st
+                .in_flight
+                .get(&call.fd)
+                .map(|v| {
+                    v.iter()
+                        .filter(|(t, _, _, g)| *t != thread && *g == generation)
+                        .copied()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some((t, o, op, _)) = others.first() {
+                raise(
+                    &mut st,
+                    ViolationKind::CloseInFlight,
+                    format!(
+                        "close({}) for {} while {} for {} on thread {} was in flight",
+                        call.fd, call.owner, op, o, t
+                    ),
+                    None,
+                );
+            }
+        }
+        if rec.released {
+            let now = netfd::sys::file_identity(call.fd);
+            let reused = now.is_some() && now != rec.identity;
+            let evidence = reused.then(|| {
+                format!(
+                    "fd {} was inode {} when {} owned it; it is inode {} now",
+                    call.fd,
+                    rec.identity.map_or("?".into(), |(_, i)| i.to_string()),
+                    call.owner,
+                    now.map_or("?".into(), |(_, i)| i.to_string()),
+                )
+            });
+            if call.op == SysOp::Close {
+                let whose = match holder {
+                    Some(h) => format!(", now owned by {h}"),
+                    None if reused => ", now open as another file".to_string(),
+                    None => String::new(),
+                };
+                raise(
+                    &mut st,
+                    ViolationKind::DoubleClose,
+                    format!(
+                        "close({}) for {} after it was released{whose}",
+                        call.fd, call.owner
+                    ),
+                    evidence,
+                );
+            } else if reused {
+                let whose = holder.map_or("another socket".to_string(), |h| h.to_string());
+                raise(
+                    &mut st,
+                    ViolationKind::FdReuse,
+                    format!(
+                        "{}({}) for {} reached {whose}: the number was closed and handed out again",
+                        call.op, call.fd, call.owner
+                    ),
+                    evidence,
+                );
+            } else {
+                raise(
+                    &mut st,
+                    ViolationKind::UseAfterClose,
+                    format!(
+                        "{}({}) for {} after its descriptor was released",
+                        call.op, call.fd, call.owner
+                    ),
+                    None,
+                );
+            }
+        } else if rec.fd != call.fd {
+            raise(
+                &mut st,
+                ViolationKind::FdReuse,
+                format!(
+                    "{}({}) for {} whose descriptor is {}",
+                    call.op, call.fd, call.owner, rec.fd
+                ),
+                None,
+            );
+        }
+        let generation = st.generation.get(&call.fd).copied().unwrap_or(0);
+        st.in_flight
+            .entry(call.fd)
+            .or_default()
+            .push((thread, call.owner, call.op, generation));
+    }
+
+    pub fn after_syscall(&self, thread: usize, call: &Syscall, result: SysResult) {
+        let mut st = self.lock();
+        st.events.push(RawEvent {
+            thread,
+            owner: call.owner,
+            fd: (call.fd >= 0).then_some(call.fd),
+            what: format!("{} returned", call.op.name()),
+            result: Some(result_text(result)),
+        });
+        if let Some(v) = st.in_flight.get_mut(&call.fd) {
+            if let Some(i) = v
+                .iter()
+                .position(|(t, o, op, _)| *t == thread && *o == call.owner && *op == call.op)
+            {
+                v.swap_remove(i);
+            }
+        }
+        if call.op.creates_descriptor() {
+            if let Ok(n) = result {
+                let fd = n as RawFd;
+                let new_owner = call.new_owner;
+                *st.generation.entry(fd).or_default() += 1;
+                // A number we thought open was released outside our view.
+                if let Some(old) = st.numbers.insert(fd, new_owner) {
+                    if let Some(rec) = st.owners.get_mut(&old) {
+                        if rec.fd == fd {
+                            rec.released = true;
+                        }
+                    }
+                }
+                st.owners.insert(
+                    new_owner,
+                    OwnerRec {
+                        fd,
+                        identity: netfd::sys::file_identity(fd),
+                        released: false,
+                    },
+                );
+            }
+            return;
+        }
+        if call.op == SysOp::Close && result != Err(libc::EBADF) {
+            // Linux releases the number whatever else close reports.
+            if st.numbers.get(&call.fd) == Some(&call.owner) {
+                st.numbers.remove(&call.fd);
+            }
+            if let Some(rec) = st.owners.get_mut(&call.owner) {
+                if rec.fd == call.fd {
+                    rec.released = true;
+                }
+            }
+        }
+    }
+
+    /// Owners created in this case whose number is still open (checked after
+    /// the case closed everything it opened).
+    pub fn unreleased(&self) -> Vec<(OwnerId, RawFd)> {
+        let st = self.lock();
+        let mut v: Vec<(OwnerId, RawFd)> = st
+            .owners
+            .iter()
+            .filter(|(o, r)| !r.released && **o != OwnerId::INTERNAL)
+            .map(|(o, r)| (*o, r.fd))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Whether `owner` is known and released.
+    pub fn is_released(&self, owner: OwnerId) -> Option<bool> {
+        self.lock().owners.get(&owner).map(|r| r.released)
+    }
+
+    pub fn violations(&self) -> Vec<LedgerViolation> {
+        self.lock().violations.clone()
+    }
+
+    pub fn counts(&self) -> LedgerCounts {
+        let st = self.lock();
+        LedgerCounts {
+            syscalls_checked: st.syscalls_checked,
+            closes_checked: st.closes_checked,
+        }
+    }
+
+    pub fn event_count(&self) -> usize {
+        self.lock().events.len()
+    }
+
+    /// The events up to and including `upto`, at most [`TRACE_LEN`] of them,
+    /// with thread names from `threads`.
+    pub fn trace(&self, upto: usize, threads: &[String]) -> Vec<Event> {
+        let st = self.lock();
+        let end = (upto + 1).min(st.events.len());
+        let start = end.saturating_sub(TRACE_LEN);
+        st.events[start..end]
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Event {
+                seq: (start + i) as u64,
+                thread: threads
+                    .get(e.thread)
+                    .cloned()
+                    .unwrap_or_else(|| "harness".to_string()),
+                owner: e.owner.0,
+                fd: e.fd,
+                what: e.what.clone(),
+                result: e.result.clone(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,23 @@
+//! netfd-harness: drives interleavings of Close, Read, Write, Accept and
+//! deadline expiry against real sockets, checks every syscall against an
+//! ownership ledger, and reports fd reuse and use-after-close.
+//!
+//! Modules:
+//! - [`scenario`]: the JSON scenario format (`scenarios/README.md`), strict
+//!   loading with file:line:column errors, semantic validation, saving.
+//! - [`target`]: the trait a socket implementation plugs in through, and its
+//!   implementation for every netfd variant.
+//! - [`ledger`]: the oracle that checks every syscall against descriptor
+//!   ownership.
+//! - [`exec`]: runs one case on real threads and sockets, controlled or free.
+//! - [`run`]: runs scenario files and generated cases into a report.
+//! - [`report`]: the run report (`reports/schema.json`, `reports/README.md`),
+//!   atomic writing, shard merging, JUnit XML, the terminal summary.
+
+pub mod cli;
+pub mod exec;
+pub mod ledger;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod target;

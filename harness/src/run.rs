@@ -1,0 +1,185 @@
+//! A run: scenario files (and generated cases) against one target, into one
+//! report. Cases of a scenario run one after another; the run stops a
+//! scenario early after a hang (its threads are left behind) and keeps the
+//! first few violations of each kind.
+
+use crate::exec::{self, case_seed, CaseConfig, CaseOutcome};
+use crate::report::{self, Mode, Report, ScenarioReport, Violation, ViolationKind};
+use crate::scenario::Scenario;
+use crate::target::Target;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How many violations of one kind a scenario keeps in the report.
+const KEEP_PER_KIND: usize = 3;
+
+/// A scenario to run, with where it came from.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub scenario: Scenario,
+    /// The file, or a description such as `generated`.
+    pub file: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub mode: Mode,
+    pub seed: u64,
+    /// Cases per scenario at most.
+    pub cases: u64,
+    /// Wall-clock budget for the whole run.
+    pub budget: Duration,
+    /// Where failing cases are saved for replay (next to the report).
+    pub case_dir: Option<PathBuf>,
+    pub hang_bound: Duration,
+}
+
+/// Called after every case (for progress display).
+pub type Progress<'a> = &'a (dyn Fn(&str, u64) + Sync);
+
+/// The harness failed (not a verdict on the target).
+#[derive(Debug)]
+pub struct RunError(pub String);
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Run every source against `target`; returns the finished report.
+pub fn run(
+    target: Arc<dyn Target>,
+    sources: &[Source],
+    cfg: &RunConfig,
+    progress: Progress<'_>,
+) -> Result<Report, RunError> {
+    let started = Instant::now();
+    let mut report = Report::new(target.name(), cfg.mode, cfg.seed);
+    let n = sources.len().max(1) as u32;
+    for (i, src) in sources.iter().enumerate() {
+        // Each scenario gets an equal share of what is left of the budget.
+        let left = cfg.budget.saturating_sub(started.elapsed());
+        let share = left / (n - i as u32).max(1);
+        let sr = run_scenario(target.clone(), src, cfg, share, progress)?;
+        report.scenarios.push(sr);
+    }
+    report.finish(started.elapsed());
+    Ok(report)
+}
+
+/// Run the cases of one scenario within `budget`.
+pub fn run_scenario(
+    target: Arc<dyn Target>,
+    src: &Source,
+    cfg: &RunConfig,
+    budget: Duration,
+    progress: Progress<'_>,
+) -> Result<ScenarioReport, RunError> {
+    let started = Instant::now();
+    let mut sr = ScenarioReport::new(&src.scenario.name, &src.file);
+    for case in 0..cfg.cases.max(1) {
+        if case > 0 && started.elapsed() >= budget {
+            break;
+        }
+        let seed = case_seed(cfg.seed, &src.scenario.name, case);
+        let mut cc = CaseConfig::new(cfg.mode, seed);
+        cc.hang_bound = cfg.hang_bound;
+        if let Some(s) = &src.scenario.schedule {
+            cc.schedule = s.clone();
+        }
+        let outcome = exec::run_case(target.clone(), &src.scenario, &cc)
+            .map_err(|e| RunError(format!("{}: {e}", src.file)))?;
+        sr.cases += 1;
+        absorb(
+            &mut sr,
+            src,
+            cfg,
+            &target.name(),
+            case,
+            seed,
+            outcome.clone(),
+        )?;
+        progress(&src.scenario.name, case);
+        if outcome.hung {
+            break;
+        }
+    }
+    Ok(sr)
+}
+
+/// Fold one case's outcome into the scenario's report.
+fn absorb(
+    sr: &mut ScenarioReport,
+    src: &Source,
+    cfg: &RunConfig,
+    variant: &str,
+    case: u64,
+    seed: u64,
+    outcome: CaseOutcome,
+) -> Result<(), RunError> {
+    sr.syscalls_checked += outcome.syscalls_checked;
+    for (kind, n) in &outcome.checks {
+        sr.record_checks(*kind, *n);
+    }
+    if outcome.found.is_empty() {
+        return Ok(());
+    }
+    let replay = match &cfg.case_dir {
+        Some(dir) => {
+            let path = save_case(dir, &src.scenario, case, &outcome.schedule)?;
+            report::replay_command(&path, variant)
+        }
+        None => format!(
+            "harness run --scenarios {} --variant {variant} --seed {}",
+            report::shell_quote(&src.file),
+            cfg.seed
+        ),
+    };
+    for f in outcome.found {
+        let kept = sr.violations.iter().filter(|v| v.kind == f.kind).count();
+        if kept >= KEEP_PER_KIND {
+            // Still fails the assertion; the first few tell the story.
+            sr.assertions.get_mut(f.kind).passed = false;
+            continue;
+        }
+        let mut v = Violation::new(f.kind, f.fd, f.owner, f.op, f.thread, case, seed);
+        v.holder = f.holder;
+        v.schedule = outcome.schedule.clone();
+        v.trace = f.trace;
+        v.replay = replay.clone();
+        v.message = f.message;
+        v.evidence = f.evidence;
+        sr.add_violation(v);
+    }
+    Ok(())
+}
+
+/// Save a failing case (scenario + the schedule it followed) for replay.
+pub fn save_case(
+    dir: &Path,
+    scenario: &Scenario,
+    case: u64,
+    schedule: &[usize],
+) -> Result<PathBuf, RunError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| RunError(format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join(format!("{}-case{case}.json", scenario.name));
+    let saved = scenario.clone().with_schedule(schedule.to_vec());
+    saved.save(&path).map_err(|e| RunError(e.to_string()))?;
+    Ok(path)
+}
+
+/// Whether the report shows a violation of any kind.
+pub fn caught(report: &Report) -> bool {
+    report.summary.violations > 0 || !report.summary.passed
+}
+
+/// The kinds found in a report, sorted.
+pub fn kinds_found(report: &Report) -> Vec<ViolationKind> {
+    let mut k: Vec<ViolationKind> = report.violations().map(|(_, v)| v.kind).collect();
+    k.sort();
+    k.dedup();
+    k
+}
