@@ -26,6 +26,7 @@
 pub mod atomic;
 mod host;
 pub mod junit;
+pub mod lanes;
 pub mod schema;
 pub mod summary;
 pub mod time;
