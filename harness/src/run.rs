@@ -166,7 +166,11 @@ pub fn save_case(
     std::fs::create_dir_all(dir)
         .map_err(|e| RunError(format!("cannot create {}: {e}", dir.display())))?;
     let path = dir.join(format!("{}-case{case}.json", scenario.name));
-    let saved = scenario.clone().with_schedule(schedule.to_vec());
+    let mut saved = scenario.clone().with_schedule(schedule.to_vec());
+    // A distinct name, so a folder of saved cases loads as a scenario set.
+    let suffix = format!("-case{case}");
+    let keep = 64usize.saturating_sub(suffix.len()).min(saved.name.len());
+    saved.name = format!("{}{suffix}", &saved.name[..keep]);
     saved.save(&path).map_err(|e| RunError(e.to_string()))?;
     Ok(path)
 }
