@@ -8,7 +8,8 @@
 //! of the file behind it (device, inode) and whether it has been released.
 //!
 //! Rules, checked as each call is about to reach the kernel:
-//! - `double_close`: close(2) for an owner whose number was already released.
+//! - `double_close`: close(2) for an owner whose number was already released,
+//!   or while another thread's close(2) for the same owner is in flight.
 //! - `fd_reuse`: any other call for a released owner, when the number is
 //!   open again as a different file (the kernel's identity differs from the
 //!   one the owner had): the call reached somebody else's socket. The
@@ -16,8 +17,13 @@
 //! - `use_after_close`: a call for a released owner when the number is not
 //!   open (or is still the same file: released by a close the owner made).
 //! - `close_in_flight`: close(2) of a number while another thread's call on
-//!   it is in flight: the race is possible even if no reuse happened now.
+//!   it is in flight, or a call on a number while another thread's close(2)
+//!   of it is in flight: the race is possible even if no reuse happened now.
 //! - `leak` is checked at the end of a case ([`Ledger::unreleased`]).
+//!
+//! A close(2) that succeeds releases the number for whoever the ledger says
+//! holds it: when a stale close reached another owner's number, that owner
+//! has lost it (its own close later is a `double_close`, not a `leak`).
 //!
 //! Owners the ledger never saw created (another case's sockets, or the
 //! harness's own helpers) are not checked: their events belong elsewhere.
@@ -195,20 +201,33 @@ impl Ledger {
                 event,
             });
         };
+        let generation = st.generation.get(&call.fd).copied().unwrap_or(0);
+        let others: Vec<(usize, OwnerId, SysOp, u64)> = st
+            .in_flight
+            .get(&call.fd)
+            .map(|v| {
+                v.iter()
+                    .filter(|(t, _, _, g)| *t != thread && *g == generation)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
         if call.op == SysOp::Close {
             st.closes_checked += 1;
-            let generation = st.generation.get(&call.fd).copied().unwrap_or(0);
-            let others: Vec<(usize, OwnerId, SysOp, u64)> = st
-                .in_flight
-                .get(&call.fd)
-                .map(|v| {
-                    v.iter()
-                        .filter(|(t, _, _, g)| *t != thread && *g == generation)
-                        .copied()
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some((t, o, op, _)) = others.first() {
+            let same_owner_close = others
+                .iter()
+                .find(|(_, o, op, _)| *op == SysOp::Close && *o == call.owner);
+            if let Some((t, _, _, _)) = same_owner_close {
+                raise(
+                    &mut st,
+                    ViolationKind::DoubleClose,
+                    format!(
+                        "close({}) for {} while another close of it on thread {} was in flight",
+                        call.fd, call.owner, t
+                    ),
+                    None,
+                );
+            } else if let Some((t, o, op, _)) = others.first() {
                 raise(
                     &mut st,
                     ViolationKind::CloseInFlight,
@@ -219,6 +238,18 @@ impl Ledger {
                     None,
                 );
             }
+        } else if let Some((t, o, _, _)) = others.iter().find(|(_, _, op, _)| *op == SysOp::Close) {
+            // The same race seen from the other side: whichever the kernel
+            // runs first, this call may meet a released number.
+            raise(
+                &mut st,
+                ViolationKind::CloseInFlight,
+                format!(
+                    "{}({}) for {} while close for {} on thread {} was in flight",
+                    call.op, call.fd, call.owner, o, t
+                ),
+                None,
+            );
         }
         if rec.released {
             let now = netfd::sys::file_identity(call.fd);
@@ -280,7 +311,6 @@ impl Ledger {
                 None,
             );
         }
-        let generation = st.generation.get(&call.fd).copied().unwrap_or(0);
         st.in_flight
             .entry(call.fd)
             .or_default()
@@ -296,12 +326,13 @@ impl Ledger {
             what: format!("{} returned", call.op.name()),
             result: Some(result_text(result)),
         });
+        let mut started_in = None;
         if let Some(v) = st.in_flight.get_mut(&call.fd) {
             if let Some(i) = v
                 .iter()
                 .position(|(t, o, op, _)| *t == thread && *o == call.owner && *op == call.op)
             {
-                v.swap_remove(i);
+                started_in = Some(v.swap_remove(i).3);
             }
         }
         if call.op.creates_descriptor() {
@@ -329,9 +360,24 @@ impl Ledger {
             return;
         }
         if call.op == SysOp::Close && result != Err(libc::EBADF) {
-            // Linux releases the number whatever else close reports.
-            if st.numbers.get(&call.fd) == Some(&call.owner) {
-                st.numbers.remove(&call.fd);
+            // Linux releases the number whatever else close reports, for
+            // whoever holds it: a stale close took it from its new owner.
+            // A close reported after the number was handed out again
+            // released it before that: the new holder keeps it.
+            let now = st.generation.get(&call.fd).copied().unwrap_or(0);
+            match st.numbers.get(&call.fd).copied() {
+                Some(h) if h == call.owner => {
+                    st.numbers.remove(&call.fd);
+                }
+                Some(h) if started_in == Some(now) => {
+                    st.numbers.remove(&call.fd);
+                    if let Some(rec) = st.owners.get_mut(&h) {
+                        if rec.fd == call.fd {
+                            rec.released = true;
+                        }
+                    }
+                }
+                _ => {}
             }
             if let Some(rec) = st.owners.get_mut(&call.owner) {
                 if rec.fd == call.fd {

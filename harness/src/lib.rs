@@ -10,12 +10,15 @@
 //! - [`ledger`]: the oracle that checks every syscall against descriptor
 //!   ownership.
 //! - [`exec`]: runs one case on real threads and sockets, controlled or free.
+//! - [`gen`]: proptest strategies for generated cases and schedules, and
+//!   the runner that shrinks a failing one to a minimal, replayable case.
 //! - [`run`]: runs scenario files and generated cases into a report.
 //! - [`report`]: the run report (`reports/schema.json`, `reports/README.md`),
 //!   atomic writing, shard merging, JUnit XML, the terminal summary.
 
 pub mod cli;
 pub mod exec;
+pub mod gen;
 pub mod ledger;
 pub mod report;
 pub mod run;

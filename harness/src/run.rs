@@ -2,8 +2,18 @@
 //! report. Cases of a scenario run one after another; the run stops a
 //! scenario early after a hang (its threads are left behind) and keeps the
 //! first few violations of each kind.
+//!
+//! Generated cases ([`GenPlan`], [`crate::gen`]) run after the scenario
+//! files, as one more report entry named `generated` (file `generated`):
+//! every scenario file and the generated family get an equal share of what
+//! is left of the budget, in order, so the generated cases get their share
+//! plus whatever the files did not use. They stop at the first failure,
+//! which is shrunk (bounded by [`GenPlan::max_shrink_time`], which may run
+//! past the budget) and saved as a scenario with its schedule in the case
+//! directory; its violations carry the command that replays it.
 
 use crate::exec::{self, case_seed, CaseConfig, CaseOutcome};
+use crate::gen::{self, GenConfig, GenFailure};
 use crate::report::{self, Mode, Report, ScenarioReport, Violation, ViolationKind};
 use crate::scenario::Scenario;
 use crate::target::Target;
@@ -55,9 +65,65 @@ pub fn run(
     cfg: &RunConfig,
     progress: Progress<'_>,
 ) -> Result<Report, RunError> {
+    run_with_generated(target, sources, cfg, None, progress).map(|(report, _)| report)
+}
+
+/// Generated cases to run after the scenario files.
+#[derive(Clone, Debug)]
+pub struct GenPlan {
+    /// Generated cases at most (within the run's budget).
+    pub cases: u64,
+    pub bounds: gen::Bounds,
+    /// Longest time spent shrinking the first failing case.
+    pub max_shrink_time: Duration,
+    /// Run only the generated cases whose index is `.0` modulo `.1`
+    /// (`--shard`; 0-based).
+    pub shard: Option<(u64, u64)>,
+}
+
+impl GenPlan {
+    pub fn new(cases: u64) -> GenPlan {
+        GenPlan {
+            cases,
+            bounds: gen::Bounds::default(),
+            max_shrink_time: Duration::from_secs(10),
+            shard: None,
+        }
+    }
+}
+
+/// The name and file of the generated family in reports.
+pub const GENERATED: &str = "generated";
+
+/// A run's first failing generated case, shrunk and saved.
+#[derive(Clone, Debug)]
+pub struct GeneratedFailure {
+    /// Index of the generated case that failed.
+    pub case: u64,
+    /// Where the minimal case was saved (with `RunConfig::case_dir`).
+    pub file: Option<PathBuf>,
+    /// The one command that replays it.
+    pub replay: String,
+    /// (threads, ops) of the case as drawn and of the minimal case.
+    pub original_size: (usize, usize),
+    pub minimal_size: (usize, usize),
+    pub shrink_runs: u64,
+    pub kinds: Vec<ViolationKind>,
+}
+
+/// Run every source, then the generated cases of `plan`, against `target`;
+/// returns the finished report and the shrunk failing generated case, if
+/// one failed.
+pub fn run_with_generated(
+    target: Arc<dyn Target>,
+    sources: &[Source],
+    cfg: &RunConfig,
+    plan: Option<&GenPlan>,
+    progress: Progress<'_>,
+) -> Result<(Report, Option<GeneratedFailure>), RunError> {
     let started = Instant::now();
     let mut report = Report::new(target.name(), cfg.mode, cfg.seed);
-    let n = sources.len().max(1) as u32;
+    let n = (sources.len() + usize::from(plan.is_some())).max(1) as u32;
     for (i, src) in sources.iter().enumerate() {
         // Each scenario gets an equal share of what is left of the budget.
         let left = cfg.budget.saturating_sub(started.elapsed());
@@ -65,8 +131,119 @@ pub fn run(
         let sr = run_scenario(target.clone(), src, cfg, share, progress)?;
         report.scenarios.push(sr);
     }
+    let mut failure = None;
+    if let Some(plan) = plan {
+        let left = cfg.budget.saturating_sub(started.elapsed());
+        let (sr, f) = run_generated_family(target, cfg, plan, left, progress)?;
+        report.scenarios.push(sr);
+        failure = f;
+    }
     report.finish(started.elapsed());
-    Ok(report)
+    Ok((report, failure))
+}
+
+/// Run the generated cases of `plan` within `budget` into one report entry.
+pub fn run_generated_family(
+    target: Arc<dyn Target>,
+    cfg: &RunConfig,
+    plan: &GenPlan,
+    budget: Duration,
+    progress: Progress<'_>,
+) -> Result<(ScenarioReport, Option<GeneratedFailure>), RunError> {
+    let variant = target.name();
+    let gc = GenConfig {
+        mode: cfg.mode,
+        seed: cfg.seed,
+        cases: plan.cases,
+        budget,
+        hang_bound: cfg.hang_bound,
+        bounds: plan.bounds,
+        shrink: true,
+        max_shrink_iters: 512,
+        max_shrink_time: plan.max_shrink_time,
+        shard: plan.shard,
+    };
+    let on_case = |i: u64| progress(GENERATED, i);
+    let run = gen::run_generated(target, &gc, &on_case)
+        .map_err(|e| RunError(format!("{GENERATED}: {e}")))?;
+    let mut sr = ScenarioReport::new(GENERATED, GENERATED);
+    sr.cases = run.stats.cases;
+    sr.syscalls_checked = run.stats.syscalls_checked;
+    for &(kind, n) in &run.stats.checks {
+        sr.record_checks(kind, n);
+    }
+    let Some(f) = run.failure else {
+        return Ok((sr, None));
+    };
+    let schedule = f.replay_schedule();
+    let mode_flag = match cfg.mode {
+        Mode::Controlled => String::new(),
+        Mode::Free => " --mode free".to_owned(),
+    };
+    let (file, replay) = match &cfg.case_dir {
+        Some(dir) => {
+            let saved = minimal_scenario(&f, &variant, cfg.seed);
+            let path = save_case(dir, &saved, f.case, &schedule)?;
+            let replay = format!("{}{mode_flag}", report::replay_command(&path, &variant));
+            (Some(path), replay)
+        }
+        None => (
+            None,
+            format!(
+                "harness run --variant {} --seed {}{mode_flag}",
+                report::shell_quote(&variant),
+                cfg.seed
+            ),
+        ),
+    };
+    let mut kinds: Vec<ViolationKind> = f.minimal_outcome.found.iter().map(|x| x.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    for found in &f.minimal_outcome.found {
+        let kept = sr.violations.iter().filter(|v| v.kind == found.kind).count();
+        if kept >= KEEP_PER_KIND {
+            sr.assertions.get_mut(found.kind).passed = false;
+            continue;
+        }
+        let mut v = Violation::new(
+            found.kind,
+            found.fd,
+            found.owner,
+            found.op.clone(),
+            found.thread.clone(),
+            f.case,
+            f.minimal.seed,
+        );
+        v.holder = found.holder;
+        v.schedule = schedule.clone();
+        v.trace = found.trace.clone();
+        v.replay = replay.clone();
+        v.message = found.message.clone();
+        v.evidence = found.evidence.clone();
+        sr.add_violation(v);
+    }
+    let failure = GeneratedFailure {
+        case: f.case,
+        file,
+        replay,
+        original_size: f.original.size(),
+        minimal_size: f.minimal.size(),
+        shrink_runs: f.shrink_runs,
+        kinds,
+    };
+    Ok((sr, Some(failure)))
+}
+
+/// The minimal case of `f` as it is saved: its description says where it
+/// came from.
+pub fn minimal_scenario(f: &GenFailure, variant: &str, run_seed: u64) -> Scenario {
+    let mut s = f.minimal.scenario.clone();
+    let (threads, ops) = f.minimal.size();
+    s.description = format!(
+        "Minimal case shrunk from generated case {} of seed {run_seed} against {variant}: {}, {threads} threads, {ops} ops.",
+        f.case, s.transport
+    );
+    s
 }
 
 /// Run the cases of one scenario within `budget`.

@@ -458,6 +458,10 @@ fn summary_reads_at_a_glance() {
             && last.contains("2 violations in 1 of 2 scenarios")
     );
 
+    // Control characters from recorded text are shown escaped.
+    assert!(text.contains("'single' \\u{7}bell") && !text.contains('\u{7}'));
+    assert!(text.contains("fd -  owner #12"), "negative fd shown as -");
+
     let coloured = summary::render(&r, true);
     assert!(coloured.contains("\x1b[1;31mFAIL\x1b[0m"));
     assert!(coloured.contains("\x1b[1;32mPASS\x1b[0m"));
@@ -474,9 +478,4 @@ fn summary_reads_at_a_glance() {
         "... and {} more in the JSON report",
         32 - summary::MAX_LISTED
     )));
-}
-
-#[test]
-fn zz_print_sample() {
-    println!("{}", summary::render(&full_report("naive-close", 0), false));
 }

@@ -207,6 +207,17 @@ fn missing_and_mistyped_fields() {
         "{line}"
     );
 
+    let text = TEMPLATE.replace(
+        "@OPS@",
+        r#"{ "op": "set_deadline", "conn": 0, "dir": "sideways", "in_ms": 1 }"#,
+    );
+    let (err, line) = load_err(&text);
+    assert_eq!(
+        (err.line, err.column),
+        pos_of(&text, "\"sideways\""),
+        "{line}"
+    );
+
     let text = TEMPLATE.replace("@OPS@", r#"{ "op": "close", "conn": -1 }"#);
     let (err, line) = load_err(&text);
     assert_eq!(err.kind, ScenarioErrorKind::Format);
@@ -216,7 +227,7 @@ fn missing_and_mistyped_fields() {
         .replace("@OPS@", r#"{ "op": "close", "conn": 0 }"#)
         .replace("\"tcp4\"", "\"sctp\"");
     let (err, line) = load_err(&text);
-    assert_eq!(err.line, pos_of(&text, "\"sctp\"").0, "{line}");
+    assert_eq!((err.line, err.column), pos_of(&text, "\"sctp\""), "{line}");
     assert!(line.contains("unknown variant `sctp`"), "{line}");
 }
 

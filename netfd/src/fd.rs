@@ -24,6 +24,7 @@ use crate::poll::{Dir, Poller, WaitPath};
 use crate::probe::{self, OwnerId, SyncPoint};
 use crate::sync::{Condvar, Mutex};
 use crate::sys::{self, SockAddr};
+use crate::variants::shared;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Instant;
@@ -107,19 +108,11 @@ impl Fd {
         self.released.signal();
     }
 
-    /// Run `op` until it stops reporting EAGAIN, parking in between.
-    fn io_loop<T>(&self, dir: Dir, mut op: impl FnMut(RawFd) -> io::Result<T>) -> io::Result<T> {
-        self.poller.desc().check(dir)?;
-        loop {
-            probe::sync_point(SyncPoint::BeforeSyscall, self.owner);
-            match op(self.sysfd) {
-                Err(e) if sys::is_would_block(&e) => {
-                    self.poller.wait(dir, self.sysfd, self.owner)?
-                }
-                Err(e) if sys::is_interrupted(&e) => {}
-                other => return other,
-            }
-        }
+    /// Run `op` until it stops reporting EAGAIN, parking in between. The
+    /// number is a constant here: the caller's reference keeps it ours.
+    #[inline]
+    fn io_loop<T>(&self, dir: Dir, op: impl FnMut(RawFd) -> io::Result<T>) -> io::Result<T> {
+        shared::io_loop(&self.poller, self.owner, dir, || Ok(self.sysfd), op)
     }
 
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -129,11 +122,9 @@ impl Fd {
 
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         let _r = self.acquire(Some(Side::Write))?;
-        let mut done = 0;
-        while done < buf.len() {
-            done += self.io_loop(Dir::Write, |fd| sys::write(fd, self.owner, &buf[done..]))?;
-        }
-        Ok(done)
+        shared::write_all(buf, |rest| {
+            self.io_loop(Dir::Write, |fd| sys::write(fd, self.owner, rest))
+        })
     }
 
     pub(crate) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
@@ -153,24 +144,11 @@ impl Fd {
 
     pub(crate) fn connect(&self, addr: &SockAddr) -> io::Result<()> {
         let _r = self.acquire(Some(Side::Write))?;
-        match sys::connect(self.sysfd, self.owner, addr) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
+        if shared::connect_started(self.sysfd, self.owner, addr)? {
+            return Ok(());
         }
         // Writable means the handshake finished, one way or the other.
-        self.io_loop(Dir::Write, |fd| {
-            match sys::getsockopt_int(fd, self.owner, libc::SOL_SOCKET, libc::SO_ERROR)? {
-                0 => match sys::getpeername(fd, self.owner) {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-                        Err(io::Error::from_raw_os_error(libc::EAGAIN))
-                    }
-                    Err(e) => Err(e),
-                },
-                errno => Err(io::Error::from_raw_os_error(errno)),
-            }
-        })
+        self.io_loop(Dir::Write, |fd| shared::connect_finished(fd, self.owner))
     }
 
     /// Run `f` with the number, under a reference (socket options, names).

@@ -5,6 +5,9 @@ use crate::net::Options;
 use crate::poll::Dir;
 use crate::probe::OwnerId;
 use crate::sys::{self, SockAddr};
+use crate::variants::go2009_closeack::Go2009CloseAck;
+use crate::variants::go2009_refcount::Go2009Refcount;
+use crate::variants::naive_close::NaiveClose;
 use crate::variants::Variant;
 use std::io;
 use std::os::fd::RawFd;
@@ -12,13 +15,20 @@ use std::time::Instant;
 
 enum Imp {
     FdMutex(Fd),
+    Go2009Refcount(Go2009Refcount),
+    Go2009CloseAck(Go2009CloseAck),
+    NaiveClose(NaiveClose),
 }
 
-/// Dispatch a call to the protocol the socket was opened with.
+/// Dispatch a call to the protocol the socket was opened with: a plain match,
+/// so the production protocol pays one predictable branch for the choice.
 macro_rules! dispatch {
     ($self:expr, $imp:ident => $call:expr) => {
         match &$self.imp {
             Imp::FdMutex($imp) => $call,
+            Imp::Go2009Refcount($imp) => $call,
+            Imp::Go2009CloseAck($imp) => $call,
+            Imp::NaiveClose($imp) => $call,
         }
     };
 }
@@ -42,10 +52,13 @@ impl NetFd {
     fn adopt(sysfd: RawFd, owner: OwnerId, family: i32, opts: Options) -> io::Result<NetFd> {
         let imp = match opts.variant {
             Variant::FdMutex => Fd::new(sysfd, owner, opts.wait).map(Imp::FdMutex),
-            other => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("variant {other} is not built yet"),
-            )),
+            Variant::Go2009Refcount => {
+                Go2009Refcount::new(sysfd, owner, opts.wait).map(Imp::Go2009Refcount)
+            }
+            Variant::Go2009CloseAck => {
+                Go2009CloseAck::new(sysfd, owner, opts.wait).map(Imp::Go2009CloseAck)
+            }
+            Variant::NaiveClose => NaiveClose::new(sysfd, owner, opts.wait).map(Imp::NaiveClose),
         };
         match imp {
             Ok(imp) => Ok(NetFd {
@@ -63,10 +76,6 @@ impl NetFd {
 
     pub(crate) fn owner(&self) -> OwnerId {
         self.owner
-    }
-
-    pub(crate) fn family(&self) -> i32 {
-        self.family
     }
 
     pub(crate) fn options(&self) -> Options {

@@ -6,3 +6,12 @@
 pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 pub(crate) use std::thread::Thread;
+
+/// The clock deadlines are judged by. It lives here so the loom models can
+/// substitute a simulated clock that only moves when a model says so: a
+/// deadline then passes at a chosen point of an interleaving, and every
+/// interleaving is reproducible.
+#[inline]
+pub(crate) fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}

@@ -1,8 +1,14 @@
-//! The `harness` command line: `run`, `replay`, `matrix`, `list`.
+//! The `harness` command line: `run`, `replay`, `matrix`, `list`, and for
+//! CI `merge`, `report`, `verdict` ([`ci`]); `--shard I/N` ([`shard`]).
 //!
 //! Exit codes: 0 clean, 1 violations found (for `matrix`: `fdmutex` not
 //! clean or a historical variant not caught), 2 bad usage or bad input,
 //! 3 the harness itself failed.
+
+pub mod ci;
+pub mod gen;
+pub mod measure;
+pub mod shard;
 
 use crate::report::{self, Mode, Report};
 use crate::run::{self, RunConfig, Source};
@@ -42,6 +48,15 @@ pub enum Command {
     Matrix(MatrixArgs),
     /// List scenarios and variants.
     List(ListArgs),
+    /// Combine the reports of `--shard` runs into one per variant.
+    Merge(ci::MergeArgs),
+    /// Show reports: terminal summary, `--html OUT` page, `--junit FILE`.
+    Report(ci::ReportArgs),
+    /// The CI gate's verdict: fdmutex clean, every historical variant caught.
+    Verdict(ci::VerdictArgs),
+    /// Measure generated cases: throughput, cases to first violation,
+    /// shrinking, soak.
+    Measure(measure::MeasureArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -104,6 +119,10 @@ pub struct Common {
     /// Seconds an operation may take to return after Close or its deadline.
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub hang_bound: Duration,
+    /// Run only shard I of N (1-based) of the scenarios; give every shard
+    /// the same --seed and combine the reports with `harness merge`.
+    #[arg(long, value_name = "I/N", value_parser = shard::parse_shard)]
+    pub shard: Option<shard::Shard>,
 }
 
 #[derive(Args, Debug)]
@@ -117,6 +136,8 @@ pub struct RunArgs {
     /// Wall-clock budget for the run.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub budget: Duration,
+    #[command(flatten)]
+    pub generated: gen::GenArgs,
     #[command(flatten)]
     pub common: Common,
 }
@@ -181,13 +202,18 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                EXIT_BAD_INPUT
-            } else {
-                EXIT_CLEAN
-            };
-            let _ = e.print();
-            return code;
+            if !e.use_stderr() {
+                // --help, --version: their text is the output.
+                let _ = e.print();
+                return EXIT_CLEAN;
+            }
+            // Bad usage gets one line, like every other bad input: clap's
+            // first paragraph (what and where), without the usage hints.
+            let text = e.render().to_string();
+            let first = text.split("\n\n").next().unwrap_or_default();
+            let line: Vec<&str> = first.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            eprintln!("{}", line.join(" "));
+            return EXIT_BAD_INPUT;
         }
     };
     match dispatch(cli) {
@@ -205,6 +231,10 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Replay(a) => cmd_replay(a),
         Command::Matrix(a) => cmd_matrix(a),
         Command::List(a) => cmd_list(a),
+        Command::Merge(a) => ci::cmd_merge(a),
+        Command::Report(a) => ci::cmd_report(a),
+        Command::Verdict(a) => ci::cmd_verdict(a),
+        Command::Measure(a) => measure::cmd_measure(a),
     }
 }
 
@@ -344,7 +374,7 @@ fn case_dir(report_dir: &Path, variant: Variant, seed: u64) -> PathBuf {
 }
 
 fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
-    let sources = load_sources(&a.common.scenarios)?;
+    let sources = shard::apply(a.common.shard, load_sources(&a.common.scenarios)?);
     check_report_dir(&a.common.report)?;
     let seed = seed_or_clock(a.common.seed);
     let cfg = RunConfig {
@@ -355,7 +385,9 @@ fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
         case_dir: Some(case_dir(&a.common.report, a.variant, seed)),
         hang_bound: a.common.hang_bound,
     };
-    let (report, path) = run_variant(a.variant, &sources, &cfg, &a.common.report)?;
+    let plan = a.generated.plan(a.common.shard);
+    let (report, path, generated) =
+        gen::run_variant_generated(a.variant, &sources, &cfg, plan.as_ref(), &a.common.report)?;
     if let Some(j) = &a.common.junit {
         report::junit::write(std::slice::from_ref(&report), j).map_err(|e| {
             Failure::bad_input(format!("cannot write JUnit XML {}: {e}", j.display()))
@@ -366,6 +398,9 @@ fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
         report::summary::render(&report, std::io::stdout().is_terminal())
     );
     println!("report: {}", path.display());
+    if let Some(f) = &generated {
+        print!("{}", gen::failure_lines(f));
+    }
     Ok(if report.summary.passed {
         EXIT_CLEAN
     } else {
@@ -427,7 +462,7 @@ pub struct MatrixRow {
 }
 
 fn cmd_matrix(a: MatrixArgs) -> Result<i32, Failure> {
-    let sources = load_sources(&a.common.scenarios)?;
+    let sources = shard::apply(a.common.shard, load_sources(&a.common.scenarios)?);
     check_report_dir(&a.common.report)?;
     let seed = seed_or_clock(a.common.seed);
     let per_variant = a.budget / Variant::ALL.len() as u32;

@@ -14,6 +14,8 @@
 //!    (`early_deadline`);
 //! 3. once every thread has finished or is blocked, closes everything still
 //!    open; a thread that does not return within the bound is a `hang`;
+//!    once all have returned, closes again what the slots hold (a woken
+//!    thread may have gone on to accept, dial or rebind);
 //! 4. drains the peers (a write that landed on another connection shows
 //!    there) and checks that every descriptor the case opened was released
 //!    (`leak`).
@@ -215,6 +217,10 @@ struct ListenerSlot {
     listener: Mutex<Option<Arc<dyn Listener>>>,
     addr: Addr,
     closed: AtomicBool,
+    /// The thread whose Close of the listener last succeeded, until a
+    /// rebind replaces it: only that thread may expect the port to be free
+    /// (a Close that lost to another returns at once, before the release).
+    closed_ok_by: Mutex<Option<usize>>,
 }
 
 /// What the case's threads share.
@@ -239,6 +245,12 @@ struct Case {
     last_event: AtomicU64,
     epoch: Instant,
     checks: Mutex<Vec<(ViolationKind, u64)>>,
+    /// Microseconds since `epoch` when an op last returned.
+    last_op_end: AtomicU64,
+    /// The supervisor has started closing everything: a socket an op
+    /// creates from now on is closed by that op, since the sweep may have
+    /// passed its slot already.
+    tearing_down: AtomicBool,
 }
 
 impl Case {
@@ -368,6 +380,8 @@ pub fn run_case(
         last_event: AtomicU64::new(0),
         epoch: Instant::now(),
         checks: Mutex::new(Vec::new()),
+        last_op_end: AtomicU64::new(0),
+        tearing_down: AtomicBool::new(false),
     });
     // Set up on this thread, observed by the ledger as "harness".
     let harness_probe: Arc<dyn Probe> = Arc::new(CaseProbe {
@@ -399,6 +413,12 @@ pub fn run_case(
         if !hung.contains(&t) {
             let _ = h.join();
         }
+    }
+    if hung.is_empty() {
+        // Threads woken by the supervisor's Close may have gone on to open
+        // sockets (accept, dial, rebind) that nobody closed: close what the
+        // slots hold now, so only a Close that releases nothing is a leak.
+        close_all(&case);
     }
     teardown_peers(&case);
     if hung.is_empty() {
@@ -494,6 +514,7 @@ fn setup_listeners(
                 listener: Mutex::new(Some(Arc::from(l))),
                 addr,
                 closed: AtomicBool::new(false),
+                closed_ok_by: Mutex::new(None),
             })
         })
         .collect()
@@ -598,6 +619,8 @@ fn worker(case: Arc<Case>, me: usize, seed: u64) {
         case.ledger
             .note(me, OwnerId::NONE, format!("op {op}"), None);
         run_op(&case, me, op);
+        let now = case.epoch.elapsed().as_micros() as u64;
+        case.last_op_end.store(now, Ordering::Relaxed);
         *case.current_op[me]
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
@@ -661,18 +684,34 @@ fn run_op(case: &Case, me: usize, op: &Op) {
             case.listeners()[listener]
                 .closed
                 .store(true, Ordering::Release);
-            if let Err(e) = l.close() {
-                judge_listener_error(case, me, op, l.owner(), &e);
+            match l.close() {
+                Ok(()) => {
+                    *case.listeners()[listener]
+                        .closed_ok_by
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(me)
+                }
+                Err(e) => judge_listener_error(case, me, op, l.owner(), &e),
             }
         }
         Op::Rebind { listener } => {
             let slot = &case.listeners()[listener];
             match case.target.listen(&slot.addr) {
                 Ok(l) => {
+                    let l: Arc<dyn Listener> = Arc::from(l);
                     slot.closed.store(false, Ordering::Release);
-                    *slot.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(l));
+                    *slot.closed_ok_by.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    *slot.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.clone());
+                    if case.tearing_down.load(Ordering::SeqCst) {
+                        slot.closed.store(true, Ordering::Release);
+                        let _ = l.close();
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                Err(e)
+                    if e.kind() == io::ErrorKind::AddrInUse
+                        && *slot.closed_ok_by.lock().unwrap_or_else(|e| e.into_inner())
+                            == Some(me) =>
+                {
                     let owner = listener_of(case, listener).map_or(0, |l| l.owner().0);
                     record(case, Found {
                         kind: ViolationKind::Leak,
@@ -694,22 +733,14 @@ fn run_op(case: &Case, me: usize, op: &Op) {
                 return;
             };
             match l.accept() {
-                Ok(c) => {
-                    *case.conns[conn]
-                        .conn
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(c))
-                }
+                Ok(c) => install_conn(case, conn, c),
                 Err(e) => judge_listener_error(case, me, op, l.owner(), &e),
             }
         }
         Op::Dial { listener, conn } => {
             let addr = case.listeners()[listener].addr.clone();
             if let Ok(c) = case.target.dial(&addr) {
-                *case.conns[conn]
-                    .conn
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(c));
+                install_conn(case, conn, c);
             }
         }
         Op::SetDeadline { conn, dir, in_ms } => {
@@ -773,6 +804,20 @@ fn run_op(case: &Case, me: usize, op: &Op) {
                 drop(p);
             }
         }
+    }
+}
+
+/// Put a dialled or accepted connection in its slot (closing it at once if
+/// the teardown sweep may have passed the slot).
+fn install_conn(case: &Case, conn: usize, c: Box<dyn Conn>) {
+    let c: Arc<dyn Conn> = Arc::from(c);
+    *case.conns[conn]
+        .conn
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+    if case.tearing_down.load(Ordering::SeqCst) {
+        case.conns[conn].closed.store(true, Ordering::Release);
+        let _ = c.close();
     }
 }
 
@@ -987,31 +1032,43 @@ fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
         (0..threads)
             .all(|t| case.parked[t].load(Ordering::Acquire) || case.done[t].load(Ordering::Acquire))
     };
+    // No op finished for this long, with every thread inside one: nothing
+    // but a Close can move the case on (a busy loop that never blocks, or
+    // a read nobody will ever feed).
+    let stuck_for = |d: Duration| {
+        let last = Duration::from_micros(case.last_op_end.load(Ordering::Relaxed));
+        case.epoch.elapsed().saturating_sub(last) >= d
+    };
     // Phase 1: run until done, or until everyone left is blocked.
     let phase1_limit = Instant::now() + Duration::from_secs(10) + bound;
     while !all_done() && Instant::now() < phase1_limit {
         if all_blocked() && quiet_for(Duration::from_millis(2)) {
             break;
         }
-        if quiet_for(Duration::from_millis(200)) {
+        if quiet_for(Duration::from_millis(200)) || stuck_for(bound) {
             break;
         }
         std::thread::sleep(Duration::from_micros(200));
     }
-    // Phase 2: close everything still open; blocked ops must return.
+    // Phase 2: close everything still open; blocked ops must return. The
+    // schedule stops here, and the closes run on their own thread so a
+    // Close that never returns is a hang, not a stuck harness.
+    case.tearing_down.store(true, Ordering::SeqCst);
+    case.sched.release_all();
     let closed_at = Instant::now();
-    for l in case.listeners() {
-        let x = l.listener.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(x) = x {
-            l.closed.store(true, Ordering::Release);
-            let _ = x.close();
-        }
-    }
-    for c in &case.conns {
-        let x = c.conn.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(x) = x {
-            c.closed.store(true, Ordering::Release);
-            let _ = x.close();
+    let closer = {
+        let case = case.clone();
+        let probe = probe::current();
+        std::thread::Builder::new()
+            .name("case-teardown".into())
+            .spawn(move || {
+                let _guard = probe.map(probe::install);
+                close_all(&case);
+            })
+    };
+    if let Ok(h) = closer {
+        while !h.is_finished() && closed_at.elapsed() < bound {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
     while !all_done() && closed_at.elapsed() < bound {
@@ -1052,6 +1109,24 @@ fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
         }
     }
     hung
+}
+
+/// Close every listener and connection the case's slots hold now.
+fn close_all(case: &Case) {
+    for l in case.listeners() {
+        let x = l.listener.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(x) = x {
+            l.closed.store(true, Ordering::Release);
+            let _ = x.close();
+        }
+    }
+    for c in &case.conns {
+        let x = c.conn.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(x) = x {
+            c.closed.store(true, Ordering::Release);
+            let _ = x.close();
+        }
+    }
 }
 
 /// Check what the peers received, then close them.

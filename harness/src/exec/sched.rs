@@ -45,6 +45,8 @@ struct State {
     taken: Vec<usize>,
     progress: u64,
     started: bool,
+    /// Teardown: the schedule no longer applies, every thread runs freely.
+    released: bool,
 }
 
 pub struct Scheduler {
@@ -63,6 +65,7 @@ impl Scheduler {
                 taken: Vec::new(),
                 progress: 0,
                 started: false,
+                released: false,
             }),
             cv: Condvar::new(),
         }
@@ -98,7 +101,7 @@ impl Scheduler {
     /// A switch point: maybe hand the turn to another thread.
     pub fn switch(&self, me: usize) {
         let mut st = self.lock();
-        if !st.started {
+        if !st.started || st.released {
             return;
         }
         st.status[me] = Status::Ready;
@@ -116,7 +119,7 @@ impl Scheduler {
     /// About to block in the kernel: give up the turn.
     pub fn park(&self, me: usize) {
         let mut st = self.lock();
-        if !st.started {
+        if !st.started || st.released {
             return;
         }
         st.status[me] = Status::Away;
@@ -129,7 +132,7 @@ impl Scheduler {
     /// Back from the kernel: queue for the turn.
     pub fn unpark(&self, me: usize) {
         let mut st = self.lock();
-        if !st.started {
+        if !st.started || st.released {
             return;
         }
         st.status[me] = Status::Ready;
@@ -147,6 +150,16 @@ impl Scheduler {
             st.current = None;
             self.pick(&mut st, None);
         }
+        self.cv.notify_all();
+    }
+
+    /// End the controlled interleaving: every thread runs freely from now on
+    /// (the case is being torn down; Close must reach parked threads and
+    /// threads waiting for a turn alike).
+    pub fn release_all(&self) {
+        let mut st = self.lock();
+        st.released = true;
+        st.current = None;
         self.cv.notify_all();
     }
 
@@ -183,8 +196,15 @@ impl Scheduler {
 
     fn wait_turn(&self, mut st: std::sync::MutexGuard<'_, State>, me: usize) {
         loop {
-            if st.current == Some(me) {
+            if st.current == Some(me) || st.released {
                 return;
+            }
+            // A waiter is ready, even if a stall check marked it away: it
+            // may have been handed the turn and not woken within STALL (a
+            // loaded machine). Left away, no one is eligible and this loop
+            // would spin on pick() holding the lock.
+            if st.status[me] == Status::Away {
+                st.status[me] = Status::Ready;
             }
             if st.started && st.current.is_none() {
                 self.pick(&mut st, None);

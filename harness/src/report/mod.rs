@@ -25,11 +25,13 @@
 
 pub mod atomic;
 mod host;
+pub mod html;
 pub mod junit;
 pub mod lanes;
 pub mod schema;
 pub mod summary;
 pub mod time;
+pub mod verdict;
 
 use std::fmt;
 use std::io;

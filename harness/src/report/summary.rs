@@ -1,14 +1,18 @@
 //! The terminal summary: readable in five seconds.
 //!
 //! ```text
-//! netfd-harness  naive-close  controlled  seed 42  1.500s  Linux 6.1.0 (2 cpus)
-//!   PASS  close_parked_read_tcp4     200 cases    4512 syscalls
-//!   FAIL  double_close_two_threads   200 cases    3000 syscalls  1 violation: double_close
+//! netfd-harness  naive-close  controlled  seed 42  1.234s  Linux 6.1.0 (2 cpus)
+//!   PASS  close_parked_read_tcp4  100 cases  2400 syscalls
+//!   FAIL  double_close             50 cases   900 syscalls  2 violations: fd_reuse, hang
 //! violations:
-//!   1. double_close  double_close_two_threads  fd 7  owner #12  op close  thread closer-b  case 17  seed 42
-//!      close(7) for #12 after #12 already released 7
+//!   1. fd_reuse  double_close  fd 7  owner #12  holder #15  op read conn=0 bytes=64  thread reader  case 17  seed 42
+//!      read(7) for #12 reached #15's socket
+//!      evidence: inode 1001 (owner #12) vs inode 1002 (now #15)
 //!      replay: harness replay reports/cases/x.json --variant naive-close
-//! FAIL  400 cases  7512 syscalls  1 violation in 1 of 2 scenarios
+//!   2. hang  double_close  fd -  owner #12  op read conn=0 bytes=64  thread reader  case 18  seed 7
+//!      read did not return within 2s after Close
+//!      replay: harness replay reports/cases/y.json --variant naive-close
+//! FAIL  150 cases  3300 syscalls  2 violations in 1 of 2 scenarios
 //! ```
 
 use std::collections::BTreeMap;

@@ -313,11 +313,14 @@ fn refine(root: &Node, at: usize, message: &str) -> Option<usize> {
         return obj.member(&field).map(|m| m.key_start);
     }
     if let Some(variant) = quoted(message, "unknown variant ") {
-        let m = obj.member("op")?;
-        return match &m.node.value {
-            span::Value::String(s) if *s == variant => Some(m.node.start),
-            _ => Some(m.key_start),
+        // The string value that names it: an op, a transport, a direction.
+        let span::Value::Object(members) = &obj.value else {
+            return None;
         };
+        return members.iter().find_map(|m| match &m.node.value {
+            span::Value::String(s) if *s == variant => Some(m.node.start),
+            _ => None,
+        });
     }
     if message.starts_with("missing field ") {
         return Some(obj.start);

@@ -77,7 +77,7 @@ pub struct PollDesc {
 }
 
 fn deadline_passed(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
+    deadline.is_some_and(|d| crate::sync::now() >= d)
 }
 
 impl PollDesc {
@@ -93,6 +93,19 @@ impl PollDesc {
     pub fn check(&self, dir: Dir) -> io::Result<()> {
         let st = self.lock();
         check_state(&st, dir)
+    }
+
+    /// Start an operation in `dir`: fail like [`check`](Self::check), and
+    /// forget readiness the poll server reported before now (Go's
+    /// `pollDesc.prepare`). The caller tries its syscall next, which sees the
+    /// socket as it is; a stale flag would only cost a spurious wake-up and
+    /// an EAGAIN, e.g. the hang-up every socket reports when it is
+    /// registered before it connects.
+    pub fn prepare(&self, dir: Dir) -> io::Result<()> {
+        let mut st = self.lock();
+        check_state(&st, dir)?;
+        st.dirs[dir as usize].ready = false;
+        Ok(())
     }
 
     /// Register `waker` for `dir`. Fails like [`check`](Self::check). With
@@ -179,6 +192,7 @@ impl PollDesc {
     }
 
     /// Whether readiness is pending that no waiter has consumed.
+    #[cfg(test)]
     pub(crate) fn ready_pending(&self, dir: Dir) -> bool {
         self.lock().dirs[dir as usize].ready
     }

@@ -89,8 +89,13 @@ impl Poller {
             Dir::Write => Interest::Write,
         };
         let outcome = sys::poll_with_wake(fd, owner, interest, wake, timeout);
-        self.pd.disarm(dir);
-        if matches!(outcome, Ok(o) if o.woken) {
+        // Whoever took the waker out of the slot signalled the eventfd under
+        // the poll descriptor's lock, so once `disarm` finds the slot empty
+        // the signal is there, even when poll(2) returned for readiness
+        // before it came. Drain it now: left behind, it would cut short this
+        // thread's next wait, on whatever socket that is.
+        let taken = !self.pd.disarm(dir);
+        if taken || matches!(outcome, Ok(o) if o.woken) {
             sys::eventfd_drain(wake);
         }
         probe::sync_point(SyncPoint::AfterWake, owner);
@@ -129,10 +134,6 @@ impl Poller {
         if let Some(token) = self.token {
             server::get().release(token);
         }
-    }
-
-    pub(crate) fn is_registered(&self) -> bool {
-        self.token.is_some()
     }
 }
 

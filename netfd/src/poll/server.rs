@@ -106,7 +106,9 @@ pub fn get() -> &'static Server {
             Server::new().unwrap_or_else(|e| panic!("netfd: cannot start the poll server: {e}"));
         std::thread::Builder::new()
             .name("netfd-poll".into())
-            .spawn(|| SERVER.get().expect("set before spawn").run())
+            // `get` blocks until this initialiser has returned and stored the
+            // server; `SERVER.get()` here could run first and find nothing.
+            .spawn(|| get().run())
             .unwrap_or_else(|e| panic!("netfd: cannot start the poll server thread: {e}"));
         server
     })
@@ -183,7 +185,10 @@ impl Server {
     pub fn add_timer(&self, at: Instant, token: Token, dir: Dir, seq: u64) {
         let earliest = {
             let mut inner = self.lock();
-            let earliest = inner.timers.peek().is_none_or(|Reverse(t)| at < t.at);
+            let earliest = match inner.timers.peek() {
+                None => true,
+                Some(Reverse(t)) => at < t.at,
+            };
             inner.timers.push(Reverse(Timer {
                 at,
                 slot: token.slot,
@@ -246,7 +251,7 @@ impl Server {
                     Some(_) => inner.timers.pop().map(|Reverse(t)| t),
                 }
             };
-            let Some(t) = timer else { return None };
+            let t = timer?;
             let dir = if t.dir == Dir::Read as u8 {
                 Dir::Read
             } else {
@@ -281,5 +286,132 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The generation check, driven by hand: a private server with no
+    //! epoll thread, so every event and timer is one the test injects.
+
+    use super::*;
+    use crate::poll::desc::Waker;
+
+    fn udp_socket() -> RawFd {
+        sys::socket(libc::AF_INET, libc::SOCK_DGRAM, OwnerId(1)).unwrap()
+    }
+
+    fn shut(server: Server) {
+        let _ = sys::close(server.epfd, OwnerId::INTERNAL);
+        let _ = sys::close(server.wake, OwnerId::INTERNAL);
+    }
+
+    /// Register a socket, deregister and close it, and give the slot (and,
+    /// the kernel's lowest-free rule permitting, the number) to a new one.
+    fn old_and_new(server: &Server) -> (Token, Token, RawFd, Arc<PollDesc>) {
+        let old_fd = udp_socket();
+        let old = server
+            .register(old_fd, OwnerId(1), Arc::new(PollDesc::new()))
+            .unwrap();
+        server.deregister(old, old_fd, OwnerId(1));
+        sys::close(old_fd, OwnerId(1)).unwrap();
+        let new_fd = udp_socket();
+        let pd = Arc::new(PollDesc::new());
+        let new = server.register(new_fd, OwnerId(2), pd.clone()).unwrap();
+        assert_eq!(new.slot, old.slot, "the slot is reused");
+        assert_ne!(new.generation, old.generation);
+        (old, new, new_fd, pd)
+    }
+
+    #[test]
+    fn event_for_an_old_registration_is_dropped_not_delivered() {
+        let server = Server::new().unwrap();
+        let (old, new, fd, pd) = old_and_new(&server);
+        assert!(pd
+            .arm(Dir::Read, Waker::Thread(std::thread::current()), true)
+            .unwrap()
+            .is_some());
+
+        let every = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        server.dispatch(old.data(), every);
+        let st = server.stats();
+        assert_eq!((st.stale_dropped, st.delivered), (1, 0));
+        assert!(
+            pd.is_armed(Dir::Read),
+            "the stale event woke the new socket's reader"
+        );
+        assert!(!pd.ready_pending(Dir::Read) && !pd.ready_pending(Dir::Write));
+
+        // The same event with the live token is delivered.
+        server.dispatch(new.data(), libc::EPOLLIN as u32);
+        let st = server.stats();
+        assert_eq!((st.stale_dropped, st.delivered), (1, 1));
+        assert!(
+            !pd.is_armed(Dir::Read),
+            "the live event must wake the reader"
+        );
+
+        server.deregister(new, fd, OwnerId(2));
+        sys::close(fd, OwnerId(2)).unwrap();
+        // After deregistration the live token is stale too.
+        server.dispatch(new.data(), libc::EPOLLOUT as u32);
+        assert_eq!(server.stats().stale_dropped, 2);
+        assert!(!pd.ready_pending(Dir::Write));
+        shut(server);
+    }
+
+    #[test]
+    fn timer_for_an_old_registration_or_an_old_deadline_wakes_nobody() {
+        let server = Server::new().unwrap();
+        let (old, new, fd, pd) = old_and_new(&server);
+        let past = Instant::now();
+        let seq = pd.set_deadline(Dir::Read, Some(past + std::time::Duration::from_secs(600)));
+        assert!(pd
+            .arm(Dir::Read, Waker::Thread(std::thread::current()), true)
+            .unwrap()
+            .is_some());
+
+        server.add_timer(past, old, Dir::Read, seq);
+        server.add_timer(past, new, Dir::Read, seq - 1);
+        server.add_timer(
+            past + std::time::Duration::from_secs(3600),
+            new,
+            Dir::Read,
+            seq,
+        );
+        let next = server.fire_timers();
+        assert!(next.is_some(), "the future timer stays queued");
+        let st = server.stats();
+        assert_eq!((st.timers_stale, st.timers_fired), (2, 0));
+        assert!(
+            pd.is_armed(Dir::Read),
+            "a stale timer woke the new socket's reader"
+        );
+
+        server.add_timer(past, new, Dir::Read, seq);
+        server.fire_timers();
+        assert_eq!(server.stats().timers_fired, 1);
+        assert!(!pd.is_armed(Dir::Read));
+
+        server.deregister(new, fd, OwnerId(2));
+        sys::close(fd, OwnerId(2)).unwrap();
+        shut(server);
+    }
+
+    #[test]
+    fn a_reused_slot_never_repeats_a_token() {
+        let server = Server::new().unwrap();
+        let fd = udp_socket();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let t = server
+                .register(fd, OwnerId(1), Arc::new(PollDesc::new()))
+                .unwrap();
+            assert!(seen.insert(t.data()), "token {t:?} handed out twice");
+            server.deregister(t, fd, OwnerId(1));
+        }
+        assert_eq!(server.lock().slots.len(), 1);
+        sys::close(fd, OwnerId(1)).unwrap();
+        shut(server);
     }
 }

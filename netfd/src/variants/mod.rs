@@ -1,9 +1,21 @@
 //! Lifetime protocols, selectable at run time.
 //!
-//! `fdmutex` is the production protocol ([`crate::fd`]); the others are the
+//! `fdmutex` is the production protocol (`crate::fd`); the others are the
 //! historical protocols kept, races intact, so the harness can prove it
 //! catches them. They are real working socket code: a single-threaded user
-//! sees correct behaviour.
+//! sees correct behaviour. What each one's race is, and which sync points
+//! open it, is in the crate docs.
+//!
+//! Every protocol exposes the same inherent methods (`new`, `read`, `write`,
+//! `recv_from`, `send_to`, `accept`, `connect`, `control`, `set_deadline`,
+//! `close`, `is_closed`), and `NetFd` dispatches to them with one `match` on
+//! a plain enum. What they do alike lives in `shared`, so they differ only
+//! in how an operation gets and keeps the number.
+
+pub(crate) mod go2009_closeack;
+pub(crate) mod go2009_refcount;
+pub(crate) mod naive_close;
+pub(crate) mod shared;
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,0 +1,298 @@
+//! Running generated cases: draw, execute, and on the first failure shrink.
+//!
+//! Protocol:
+//! - Case `i` is drawn by a fresh proptest [`TestRunner`] whose RNG is
+//!   ChaCha seeded from `(run seed, i)` ([`case_rng`]), so any case of any
+//!   run can be drawn again from the run's seed and its index.
+//! - The case runs through [`exec::run_case`]; it *fails* when the outcome
+//!   holds any violation. [`TestRunner::run_one`] then shrinks it: every
+//!   simplification is run the same way and kept if it still fails. Shrinking
+//!   is bounded by iterations and by time ([`GenConfig::max_shrink_iters`],
+//!   [`GenConfig::max_shrink_time`]).
+//! - The minimal case's violations and the schedule it actually followed
+//!   (the executor's recorded decisions) come from the last run that failed
+//!   with exactly that case; if shrinking ended on a case whose last run
+//!   passed (a flaky race), it is run again a few times for a failing run.
+//! - Generation stops at the first failure, at `cases`, or at the budget.
+//!   A case the harness could not set up stops the run with the error.
+
+use super::strategy::{case_strategy, Bounds, GenCase};
+use crate::exec::{self, CaseConfig, CaseOutcome, Found, Rng, SetupError};
+use crate::report::{Mode, ViolationKind};
+use crate::target::Target;
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{
+    Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
+};
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How generated cases run.
+#[derive(Clone, Debug)]
+pub struct GenConfig {
+    pub mode: Mode,
+    /// The run's seed: with a case's index, decides the case.
+    pub seed: u64,
+    /// Generated cases to run at most.
+    pub cases: u64,
+    /// Wall-clock budget for generating and running (not shrinking).
+    pub budget: Duration,
+    pub hang_bound: Duration,
+    pub bounds: Bounds,
+    /// Shrink the first failure (`false`: report it as drawn).
+    pub shrink: bool,
+    pub max_shrink_iters: u32,
+    pub max_shrink_time: Duration,
+    /// Run only the cases whose index is `index` modulo `count` (one shard
+    /// of a run split over several machines; `index` is 0-based).
+    pub shard: Option<(u64, u64)>,
+}
+
+impl GenConfig {
+    pub fn new(mode: Mode, seed: u64, cases: u64) -> GenConfig {
+        GenConfig {
+            mode,
+            seed,
+            cases,
+            budget: Duration::from_secs(3600),
+            hang_bound: Duration::from_secs(1),
+            bounds: Bounds::default(),
+            shrink: true,
+            max_shrink_iters: 512,
+            max_shrink_time: Duration::from_secs(20),
+            shard: None,
+        }
+    }
+}
+
+/// Totals over the cases run (shrinking runs excluded).
+#[derive(Clone, Debug, Default)]
+pub struct CaseStats {
+    pub cases: u64,
+    pub syscalls_checked: u64,
+    pub checks: Vec<(ViolationKind, u64)>,
+}
+
+impl CaseStats {
+    fn absorb(&mut self, o: &CaseOutcome) {
+        self.cases += 1;
+        self.syscalls_checked += o.syscalls_checked;
+        for &(kind, n) in &o.checks {
+            match self.checks.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, m)) => *m += n,
+                None => self.checks.push((kind, n)),
+            }
+        }
+    }
+}
+
+/// The first failing generated case, shrunk.
+#[derive(Clone, Debug)]
+pub struct GenFailure {
+    /// Index of the failing case within the run (0-based).
+    pub case: u64,
+    /// From the start of the run to the end of the failing case.
+    pub elapsed: Duration,
+    /// The case as drawn, and what its run found.
+    pub original: GenCase,
+    pub original_found: Vec<Found>,
+    /// The minimal case and a failing run of it (its `schedule` is the one
+    /// actually followed).
+    pub minimal: GenCase,
+    pub minimal_outcome: CaseOutcome,
+    /// Cases run while shrinking, and how long it took.
+    pub shrink_runs: u64,
+    pub shrink_time: Duration,
+}
+
+impl GenFailure {
+    /// The schedule to save with the minimal case: the decisions its failing
+    /// run made (controlled mode), else the generated one.
+    pub fn replay_schedule(&self) -> Vec<usize> {
+        if self.minimal_outcome.schedule.is_empty() {
+            self.minimal.schedule.clone()
+        } else {
+            self.minimal_outcome.schedule.clone()
+        }
+    }
+}
+
+/// What a run of generated cases did.
+#[derive(Clone, Debug, Default)]
+pub struct GenRun {
+    pub stats: CaseStats,
+    pub elapsed: Duration,
+    pub failure: Option<GenFailure>,
+}
+
+/// The RNG that draws case `case` of the run with seed `run_seed`.
+pub fn case_rng(run_seed: u64, case: u64) -> TestRng {
+    let mut r = Rng::new(run_seed ^ case.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ 0x67_656e);
+    let mut bytes = [0u8; 32];
+    for chunk in bytes.chunks_mut(8) {
+        chunk.copy_from_slice(&r.next_u64().to_le_bytes());
+    }
+    TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
+}
+
+/// The proptest configuration the runner uses: no persistence, no caching,
+/// no forking, shrinking bounded as `cfg` says. Tests that want proptest's
+/// regression files set `failure_persistence` and `source_file` on it.
+pub fn proptest_config(cfg: &GenConfig) -> Config {
+    Config {
+        cases: 1,
+        max_shrink_iters: if cfg.shrink { cfg.max_shrink_iters } else { 0 },
+        max_shrink_time: u32::try_from(cfg.max_shrink_time.as_millis()).unwrap_or(u32::MAX),
+        failure_persistence: None,
+        source_file: None,
+        max_local_rejects: 1 << 16,
+        max_global_rejects: 1 << 16,
+        max_flat_map_regens: 1 << 16,
+        timeout: 0,
+        fork: false,
+        verbose: 0,
+        rng_algorithm: RngAlgorithm::ChaCha,
+        ..Config::default()
+    }
+}
+
+fn case_config(cfg: &GenConfig, case: &GenCase) -> CaseConfig {
+    let mut cc = CaseConfig::new(cfg.mode, case.seed);
+    cc.hang_bound = cfg.hang_bound;
+    cc.schedule = case.schedule.clone();
+    cc
+}
+
+/// Run `case` once.
+pub fn run_one_case(
+    target: &Arc<dyn Target>,
+    cfg: &GenConfig,
+    case: &GenCase,
+) -> Result<CaseOutcome, SetupError> {
+    exec::run_case(target.clone(), &case.scenario, &case_config(cfg, case))
+}
+
+fn kinds(found: &[Found]) -> String {
+    let mut k: Vec<&str> = found.iter().map(|f| f.kind.name()).collect();
+    k.sort_unstable();
+    k.dedup();
+    k.join(",")
+}
+
+/// Per-case state shared with the test closure (proptest wants `Fn`).
+#[derive(Default)]
+struct Probe {
+    /// Runs of this case so far (the first is the case as drawn).
+    runs: u64,
+    first: Option<(CaseOutcome, Instant)>,
+    last_failing: Option<(GenCase, CaseOutcome)>,
+    setup_error: Option<SetupError>,
+}
+
+/// Run generated cases against `target` as `cfg` says. `progress` is called
+/// after every generated case with its index.
+pub fn run_generated(
+    target: Arc<dyn Target>,
+    cfg: &GenConfig,
+    progress: &dyn Fn(u64),
+) -> Result<GenRun, SetupError> {
+    let started = Instant::now();
+    let strategy = case_strategy(cfg.bounds);
+    let config = proptest_config(cfg);
+    let mut run = GenRun::default();
+    let mine = |i: u64| !matches!(cfg.shard, Some((index, count)) if i % count.max(1) != index);
+    for i in (0..cfg.cases).filter(|&i| mine(i)) {
+        if run.stats.cases > 0 && started.elapsed() >= cfg.budget {
+            break;
+        }
+        let mut runner = TestRunner::new_with_rng(config.clone(), case_rng(cfg.seed, i));
+        let tree = strategy
+            .new_tree(&mut runner)
+            .map_err(|e| SetupError(format!("generating case {i}: {e}")))?;
+        let drawn = tree.current();
+        let state = RefCell::new(Probe::default());
+        let test = |case: GenCase| -> Result<(), TestCaseError> {
+            let mut st = state.borrow_mut();
+            st.runs += 1;
+            if st.setup_error.is_some() {
+                return Ok(());
+            }
+            let outcome = match run_one_case(&target, cfg, &case) {
+                Ok(o) => o,
+                Err(e) => {
+                    st.setup_error = Some(e);
+                    return Ok(());
+                }
+            };
+            if st.runs == 1 {
+                st.first = Some((outcome.clone(), Instant::now()));
+            }
+            if outcome.found.is_empty() {
+                return Ok(());
+            }
+            let why = kinds(&outcome.found);
+            st.last_failing = Some((case, outcome));
+            Err(TestCaseError::fail(why))
+        };
+        let result = runner.run_one(tree, test);
+        let st = state.into_inner();
+        if let Some(e) = st.setup_error {
+            return Err(SetupError(format!("generated case {i}: {}", e.0)));
+        }
+        let (first, first_at) = st
+            .first
+            .ok_or_else(|| SetupError(format!("generated case {i} did not run")))?;
+        run.stats.absorb(&first);
+        progress(i);
+        match result {
+            Ok(_) => {}
+            Err(TestError::Abort(why)) => {
+                return Err(SetupError(format!("generated case {i}: proptest aborted: {why}")))
+            }
+            Err(TestError::Fail(_, minimal)) => {
+                let minimal_outcome = match st.last_failing {
+                    Some((c, o)) if c == minimal => o,
+                    _ => rerun_until_failing(&target, cfg, &minimal, 5)?.unwrap_or_else(|| {
+                        // Shrinking ended on a case whose failure did not
+                        // repeat: keep the case as drawn.
+                        first.clone()
+                    }),
+                };
+                let (minimal, minimal_outcome) = if minimal_outcome.found.is_empty() {
+                    (drawn.clone(), first.clone())
+                } else {
+                    (minimal, minimal_outcome)
+                };
+                run.failure = Some(GenFailure {
+                    case: i,
+                    elapsed: first_at.duration_since(started),
+                    original: drawn,
+                    original_found: first.found.clone(),
+                    minimal,
+                    minimal_outcome,
+                    shrink_runs: st.runs.saturating_sub(1),
+                    shrink_time: first_at.elapsed(),
+                });
+                break;
+            }
+        }
+    }
+    run.elapsed = started.elapsed();
+    Ok(run)
+}
+
+fn rerun_until_failing(
+    target: &Arc<dyn Target>,
+    cfg: &GenConfig,
+    case: &GenCase,
+    tries: usize,
+) -> Result<Option<CaseOutcome>, SetupError> {
+    for _ in 0..tries {
+        let o = run_one_case(target, cfg, case)?;
+        if !o.found.is_empty() {
+            return Ok(Some(o));
+        }
+    }
+    Ok(None)
+}
