@@ -16,7 +16,10 @@
 //!   `Mutex<Option<Instant>>` store and std's `set_read_timeout` (setsockopt).
 //!
 //! Every netfd socket is opened with the production variant; `direct` and
-//! `server` name its wait path (`WaitPath`).
+//! `server` name its wait path (`WaitPath`). All fixtures of a group exist
+//! before its criterion run and its paired rounds (see `common`), so each
+//! case runs against the same machine state; threads are created outside
+//! the timed span (`common::run_parallel`).
 
 mod common;
 

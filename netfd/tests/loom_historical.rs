@@ -17,18 +17,21 @@
 //! this file could include them as they are; see the loom report.
 //!
 //! Each model runs in a child process (the test binary re-run with
-//! `--exact <test>`): a model that deadlocks can make loom abort the process.
-//! Times below are the whole test, child process included, on the 2-core CI
-//! machine in the test profile; a failing model stops at its first
-//! violation, so most take milliseconds.
+//! `--exact <test>` and `NETFD_LOOM_EXPECTED_FAILURE_CHILD=1`): a model that
+//! deadlocks can make loom abort the process it runs in. Each test states
+//! its bound, the message loom stops at, and its time; a failing model stops
+//! at its first violation, so the whole file takes about 2 s.
 //!
-//! To watch one of these races interleaving by interleaving, record and
-//! replay it exactly as a failing production model (the test prints the
-//! commands with `--nocapture`): `NETFD_LOOM_CHECKPOINT=/tmp/netfd-loom
-//! cargo test -p netfd --test loom_historical -- --exact <test>`, then
-//! `LOOM_CHECKPOINT_FILE=/tmp/netfd-loom/loom_historical-<test>.json
-//! LOOM_LOG=trace LOOM_LOCATION=1 NETFD_LOOM_EXPECTED_FAILURE_CHILD=1 cargo
-//! test -p netfd --test loom_historical -- --exact <test> --nocapture`.
+//! To watch one of these races interleaving by interleaving (the test prints
+//! these commands under `--nocapture`):
+//! 1. `NETFD_LOOM_CHECKPOINT=/tmp/netfd-loom cargo test -p netfd --test
+//!    loom_historical -- --exact <test>` records the failing interleaving in
+//!    `/tmp/netfd-loom/loom_historical-<test>.json`;
+//! 2. `LOOM_CHECKPOINT_FILE=/tmp/netfd-loom/loom_historical-<test>.json
+//!    NETFD_LOOM_EXPECTED_FAILURE_CHILD=1 LOOM_LOG=trace LOOM_LOCATION=1
+//!    cargo test -p netfd --test loom_historical -- --exact <test>
+//!    --nocapture` replays it with loom's trace (add
+//!    `LOOM_MAX_PREEMPTIONS=<bound>` for a bounded test).
 
 #[allow(dead_code)]
 #[path = "../src/poll/desc.rs"]
@@ -357,8 +360,15 @@ fn expect(name: &'static str, bound: Bound, expected: &[&str], model: fn()) {
     expect_violation(name, bound, expected, model);
 }
 
-// ---- naive-close ------------------------------------------------------
+// Each test: the race loom finds first (its message), the bound, and the
+// time of the whole test, child process included (2-core machine, test
+// profile, `--test-threads 1`). A bound is given only where a blind model
+// would otherwise search for minutes before the test could fail.
 
+// ---- naive-close ---------------------------------------------------------
+
+/// The read loaded 3 before Close released it: `call on free fd 3 on behalf of
+/// #1 (read): use after close`. 0.10 s. Bound: exhaustive.
 #[test]
 fn naive_close_vs_read() {
     expect(
@@ -369,6 +379,8 @@ fn naive_close_vs_read() {
     );
 }
 
+/// `call on free fd 3 on behalf of #1 (write): use after close`. 0.10 s. Bound:
+/// exhaustive.
 #[test]
 fn naive_close_vs_write() {
     expect(
@@ -379,6 +391,8 @@ fn naive_close_vs_write() {
     );
 }
 
+/// `call on free fd 3 on behalf of #1 (accept): use after close`. 0.06 s.
+/// Bound: exhaustive.
 #[test]
 fn naive_close_vs_accept() {
     expect(
@@ -389,6 +403,8 @@ fn naive_close_vs_accept() {
     );
 }
 
+/// Both Closes load 3; the second closes it again: `call on free fd 3 on behalf
+/// of #1 (close)`. 0.07 s. Bound: exhaustive.
 #[test]
 fn naive_close_vs_close() {
     expect(
@@ -399,6 +415,9 @@ fn naive_close_vs_close() {
     );
 }
 
+/// Close releases the number a parked read is polling: `close of fd 3 on behalf
+/// of #1 while a poll on it is in flight on behalf of #1: close_in_flight`.
+/// 0.05 s. Bound: exhaustive.
 #[test]
 fn naive_close_vs_parked_reader() {
     expect(
@@ -409,6 +428,8 @@ fn naive_close_vs_parked_reader() {
     );
 }
 
+/// `call on free fd 3 on behalf of #1 (read): use after close`. 0.19 s. Bound:
+/// bound 2.
 #[test]
 fn naive_deadline_vs_close_vs_readiness() {
     expect(
@@ -419,6 +440,8 @@ fn naive_deadline_vs_close_vs_readiness() {
     );
 }
 
+/// The old socket writes into the new one: `use of fd 3 owned by #2 on behalf
+/// of #1 (write): fd reuse`. 0.09 s. Bound: exhaustive.
 #[test]
 fn naive_reopen_during_io() {
     expect("naive_reopen_during_io", EXHAUSTIVE, &[FD_REUSE], || {
@@ -426,8 +449,10 @@ fn naive_reopen_during_io() {
     });
 }
 
-// ---- go2009-closeack --------------------------------------------------
+// ---- go2009-closeack -----------------------------------------------------
 
+/// The optimistic load (the commit's own TODO): `call on free fd 3 on behalf of
+/// #1 (read): use after close`. 0.07 s. Bound: exhaustive.
 #[test]
 fn closeack_close_vs_read() {
     expect(
@@ -438,6 +463,8 @@ fn closeack_close_vs_read() {
     );
 }
 
+/// `call on free fd 3 on behalf of #1 (write): use after close`. 0.10 s. Bound:
+/// exhaustive.
 #[test]
 fn closeack_close_vs_write() {
     expect(
@@ -448,6 +475,8 @@ fn closeack_close_vs_write() {
     );
 }
 
+/// `call on free fd 3 on behalf of #1 (accept): use after close`. 0.07 s.
+/// Bound: exhaustive.
 #[test]
 fn closeack_close_vs_accept() {
     expect(
@@ -458,6 +487,8 @@ fn closeack_close_vs_accept() {
     );
 }
 
+/// `call on free fd 3 on behalf of #1 (close): use after close`. 0.09 s. Bound:
+/// exhaustive.
 #[test]
 fn closeack_close_vs_close() {
     expect(
@@ -468,8 +499,8 @@ fn closeack_close_vs_close() {
     );
 }
 
-/// Go #271: Close wakes nobody; on the poll-server path the parked read
-/// sleeps forever.
+/// Go #271: Close wakes nobody, the read parked in the poll server sleeps
+/// forever: loom reports `deadlock`. 0.08 s. Bound: exhaustive.
 #[test]
 fn closeack_close_vs_parked_reader() {
     expect(
@@ -480,6 +511,8 @@ fn closeack_close_vs_parked_reader() {
     );
 }
 
+/// `call on free fd 3 on behalf of #1 (read): use after close`. 0.09 s. Bound:
+/// bound 2.
 #[test]
 fn closeack_deadline_vs_close_vs_readiness() {
     expect(
@@ -490,6 +523,8 @@ fn closeack_deadline_vs_close_vs_readiness() {
     );
 }
 
+/// `use of fd 3 owned by #2 on behalf of #1 (read): fd reuse`. 0.05 s. Bound:
+/// exhaustive.
 #[test]
 fn closeack_reopen_during_io() {
     expect("closeack_reopen_during_io", EXHAUSTIVE, &[FD_REUSE], || {
@@ -497,8 +532,11 @@ fn closeack_reopen_during_io() {
     });
 }
 
-// ---- go2009-refcount --------------------------------------------------
+// ---- go2009-refcount -----------------------------------------------------
 
+/// The unlocked check passed, Close ran to the end, the incref that never
+/// refuses let the read pass -1 to the kernel (raw EBADF): `call on free fd -1
+/// on behalf of #1 (read): use after close`. 0.16 s. Bound: exhaustive.
 #[test]
 fn refcount_close_vs_read() {
     expect(
@@ -509,6 +547,8 @@ fn refcount_close_vs_read() {
     );
 }
 
+/// `call on free fd -1 on behalf of #1 (write): use after close`. 0.09 s.
+/// Bound: exhaustive.
 #[test]
 fn refcount_close_vs_write() {
     expect(
@@ -519,6 +559,8 @@ fn refcount_close_vs_write() {
     );
 }
 
+/// `call on free fd -1 on behalf of #1 (accept): use after close`. 0.07 s.
+/// Bound: exhaustive.
 #[test]
 fn refcount_close_vs_accept() {
     expect(
@@ -529,6 +571,8 @@ fn refcount_close_vs_accept() {
     );
 }
 
+/// The second Close shuts down -1: `call on free fd -1 on behalf of #1
+/// (shutdown): use after close`. 0.05 s. Bound: exhaustive.
 #[test]
 fn refcount_close_vs_close() {
     expect(
@@ -539,6 +583,9 @@ fn refcount_close_vs_close() {
     );
 }
 
+/// Go #10527: the parked read's reference keeps the number open after Close
+/// returned: `close() of #1 returned while fd 3 is still open (owned by #1):
+/// close returned before the final close`. 0.07 s. Bound: exhaustive.
 #[test]
 fn refcount_close_vs_parked_reader() {
     expect(
@@ -549,6 +596,8 @@ fn refcount_close_vs_parked_reader() {
     );
 }
 
+/// `close() of #1 returned while fd 3 is still open (owned by #1)`. 0.16 s.
+/// Bound: bound 3.
 #[test]
 fn refcount_close_returns_after_final_close() {
     expect(
@@ -559,6 +608,8 @@ fn refcount_close_returns_after_final_close() {
     );
 }
 
+/// `call on free fd -1 on behalf of #1 (read): use after close`. 0.12 s. Bound:
+/// bound 2.
 #[test]
 fn refcount_deadline_vs_close_vs_readiness() {
     expect(
@@ -569,6 +620,9 @@ fn refcount_deadline_vs_close_vs_readiness() {
     );
 }
 
+/// Close returns with the number still held, so the reopened socket cannot get
+/// it: `close() of #1 returned while fd 3 is still open`. (No reuse: the number
+/// is loaded after incref, under `sysmu`.) 0.09 s. Bound: exhaustive.
 #[test]
 fn refcount_reopen_during_io() {
     expect(

@@ -16,8 +16,14 @@
 //! time another process held the CPU; a short round often escapes that, so
 //! the least disturbed rounds (10th percentile of each case's per-round time)
 //! give the headline ratio. The median of the per-round ratios and its
-//! interquartile range are printed beside it. When the machine is busy the
-//! paired figures are the ones to trust.
+//! interquartile range are printed beside it, and, where a case used enough
+//! CPU to read it from `/proc/self/stat`, the process CPU time per
+//! iteration: for the thread-heavy TCP benches that is the figure load
+//! barely moves. When the machine is busy the paired figures are the ones to
+//! trust.
+//!
+//! A filter argument (`cargo bench --bench tcp -- tcp_persistent`) skips
+//! whole groups, fixtures and paired rounds included ([`selected`]).
 
 #![allow(dead_code)] // each bench uses a different subset
 

@@ -23,6 +23,7 @@ use crate::sys::{self, Interest};
 use desc::Waker;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,6 +48,9 @@ impl WaitPath {
 pub(crate) struct Poller {
     pd: Arc<PollDesc>,
     token: Option<server::Token>,
+    /// Direct path, per direction: the last operation found the socket not
+    /// ready, so the next one polls before it tries (see [`Poller::expects_wait`]).
+    expect_wait: [AtomicBool; 2],
 }
 
 impl Poller {
@@ -57,7 +61,47 @@ impl Poller {
             WaitPath::Direct => None,
             WaitPath::Server => Some(server::get().register(fd, owner, pd.clone())?),
         };
-        Ok(Poller { pd, token })
+        Ok(Poller {
+            pd,
+            token,
+            expect_wait: [AtomicBool::new(false), AtomicBool::new(false)],
+        })
+    }
+
+    /// Whether an operation in `dir` should wait before its first attempt.
+    ///
+    /// On a request/response stream a read almost always finds nothing yet:
+    /// trying first costs read (EAGAIN) + poll + read, polling first costs
+    /// poll + read. So after an operation had to wait, the next one polls
+    /// first; a poll that returns at once (the data was already there) turns
+    /// this off again, so a streaming reader keeps one syscall per read.
+    /// Direct path only: the server path's readiness is edge-triggered state.
+    #[inline]
+    pub(crate) fn expects_wait(&self, dir: Dir) -> bool {
+        self.token.is_none() && self.expect_wait[dir as usize].load(Ordering::Relaxed)
+    }
+
+    /// Record whether the last attempt in `dir` found the socket not ready.
+    #[inline]
+    pub(crate) fn set_expects_wait(&self, dir: Dir, expect: bool) {
+        let flag = &self.expect_wait[dir as usize];
+        if flag.load(Ordering::Relaxed) != expect {
+            flag.store(expect, Ordering::Relaxed);
+        }
+    }
+
+    /// [`wait`](Self::wait) before a first attempt, noting whether the socket
+    /// was in fact ready already (the poll returned without blocking).
+    pub(crate) fn wait_before_trying(&self, dir: Dir, fd: RawFd, owner: OwnerId) -> io::Result<()> {
+        // A poll that blocked took at least a context switch; one that found
+        // the socket ready returns in about a syscall's time.
+        const BLOCKED: std::time::Duration = std::time::Duration::from_micros(5);
+        let started = Instant::now();
+        self.wait(dir, fd, owner)?;
+        if started.elapsed() < BLOCKED {
+            self.set_expects_wait(dir, false);
+        }
+        Ok(())
     }
 
     pub(crate) fn desc(&self) -> &PollDesc {

@@ -372,13 +372,37 @@ pub fn epoll_wait(
     events: &mut [libc::epoll_event],
     timeout: Option<Duration>,
 ) -> io::Result<usize> {
-    let ms = match timeout {
-        None => -1,
-        // Round up so a timer is never fired early.
-        Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // epoll_pwait2 (Linux 5.11) takes nanoseconds; epoll_wait only whole
+    // milliseconds, which would make every deadline up to 1 ms late.
+    static NO_PWAIT2: AtomicBool = AtomicBool::new(false);
+    let n = match timeout {
+        Some(d) if !NO_PWAIT2.load(Ordering::Relaxed) => {
+            let ts = libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            };
+            // SAFETY: `events` is valid for writes of `events.len()` entries
+            // and `ts` lives for the call; a null sigmask keeps the mask.
+            let n = unsafe {
+                libc::epoll_pwait2(epfd, events.as_mut_ptr(), events.len() as i32, &ts, std::ptr::null())
+            };
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                NO_PWAIT2.store(true, Ordering::Relaxed);
+                return epoll_wait(epfd, events, timeout);
+            }
+            n
+        }
+        _ => {
+            let ms = match timeout {
+                None => -1,
+                // Round up so a timer is never fired early.
+                Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32,
+            };
+            // SAFETY: `events` is valid for writes of `events.len()` entries.
+            unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, ms) }
+        }
     };
-    // SAFETY: `events` is valid for writes of `events.len()` entries.
-    let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, ms) };
     if n < 0 {
         let e = io::Error::last_os_error();
         if is_interrupted(&e) {

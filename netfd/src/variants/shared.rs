@@ -31,11 +31,19 @@ pub(crate) fn io_loop<T>(
     mut op: impl FnMut(RawFd) -> io::Result<T>,
 ) -> io::Result<T> {
     poller.desc().prepare(dir)?;
+    let mut first = true;
     loop {
         let fd = number()?;
+        if first && poller.expects_wait(dir) {
+            poller.wait_before_trying(dir, fd, owner)?;
+        }
+        first = false;
         probe::sync_point(SyncPoint::BeforeSyscall, owner);
         match op(fd) {
-            Err(e) if sys::is_would_block(&e) => poller.wait(dir, fd, owner)?,
+            Err(e) if sys::is_would_block(&e) => {
+                poller.set_expects_wait(dir, true);
+                poller.wait(dir, fd, owner)?
+            }
             Err(e) if sys::is_interrupted(&e) => {}
             other => return other,
         }
@@ -51,6 +59,9 @@ pub(crate) fn write_all(
 ) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
+        // A write parked on a full buffer must fail with the closed error
+        // when the socket closes (the contract), even if part of the
+        // buffer went out before: as Go's Write, which returns both.
         done += chunk(&buf[done..])?;
     }
     Ok(done)

@@ -3,8 +3,9 @@
 //!
 //! How the real sources get checked: an integration test is its own crate
 //! root, so each loom test mirrors netfd's module tree. It includes
-//! `src/fdmutex.rs`, `src/poll/desc.rs`, `src/error.rs`, `src/probe.rs` (and
-//! `src/fd.rs`) with `#[path]`, and supplies the modules those files name:
+//! `src/fdmutex.rs`, `src/poll/desc.rs`, `src/variants/shared.rs`,
+//! `src/error.rs`, `src/probe.rs` (and `src/fd.rs`) with `#[path]`, and
+//! supplies the modules those files name:
 //! - `crate::sync` ([`sync`]): loom's atomics, mutex, condvar and thread
 //!   handle under the names of `src/sync.rs`, plus the simulated clock;
 //! - `crate::sys` ([`sys`]): the syscalls, answered by the simulated
@@ -17,18 +18,23 @@
 //! One [`World`] (kernel, poll server, clock) exists per loom execution: it is
 //! a `loom::lazy_static`, rebuilt for every interleaving.
 //!
-//! Replaying a failure (also printed by every failing model):
+//! Replaying a failure (every failing model prints these commands, filled
+//! in, at its first panic):
 //! 1. record it: `NETFD_LOOM_CHECKPOINT=/tmp/netfd-loom cargo test -p netfd
 //!    --test <crate> -- --exact <model>` writes
-//!    `/tmp/netfd-loom/<crate>-<model>.json` (loom's checkpoint of the
-//!    failing interleaving; written every iteration, so only in this mode);
+//!    `/tmp/netfd-loom/<crate>-<model>.json`, loom's checkpoint of the
+//!    failing interleaving (rewritten before every interleaving, hence only
+//!    on request);
 //! 2. replay only that interleaving with loom's log:
 //!    `LOOM_CHECKPOINT_FILE=/tmp/netfd-loom/<crate>-<model>.json
 //!    LOOM_MAX_PREEMPTIONS=<bound> LOOM_LOG=trace LOOM_LOCATION=1 cargo test
-//!    -p netfd --test <crate> -- --exact <model> --nocapture`.
+//!    -p netfd --test <crate> -- --exact <model> --nocapture` (no
+//!    `LOOM_MAX_PREEMPTIONS` for an exhaustive model; add
+//!    `NETFD_LOOM_EXPECTED_FAILURE_CHILD=1` for a `loom_historical` test).
 //!
-//! A checkpoint file is deleted when its model next passes: a stale one
-//! would make loom resume half-way and skip interleavings.
+//! A recording run that finds a checkpoint file resumes from it, so a model
+//! deletes its file when it passes; after changing the code, delete the
+//! directory before recording again.
 
 // Each loom test crate uses a different subset of this module.
 #![allow(dead_code)]
@@ -51,6 +57,9 @@ use std::time::{Duration, Instant};
 /// `crate::sync` for the included sources: `src/sync.rs`'s names, loom's
 /// types.
 pub mod sync {
+    // All of `src/sync.rs`'s names, whether or not this test crate includes
+    // the file that uses them.
+    #![allow(unused_imports)]
     pub use loom::sync::atomic::{AtomicU64, Ordering};
     pub use loom::sync::{Condvar, Mutex, MutexGuard};
     pub use loom::thread::Thread;
@@ -146,8 +155,9 @@ fn checkpoint_file(name: &str) -> Option<PathBuf> {
     Some(dir.join(format!("{CRATE}-{name}.json")))
 }
 
-/// The commands that replay a failure of model `name`.
-fn replay_help(name: &str, bound: Bound, ckpt: Option<&PathBuf>) -> String {
+/// The commands that replay a failure of model `name` (run directly, or as
+/// the child of [`expect_violation`]).
+fn replay_help(name: &str, bound: Bound, ckpt: Option<&PathBuf>, child: bool) -> String {
     let path = ckpt.map_or_else(
         || format!("/tmp/netfd-loom/{CRATE}-{name}.json"),
         |p| p.display().to_string(),
@@ -160,12 +170,15 @@ fn replay_help(name: &str, bound: Bound, ckpt: Option<&PathBuf>) -> String {
              -- --exact {name}\n     (writes {path})\n"
         ),
     };
-    let bound_env = bound.map_or(String::new(), |n| format!("LOOM_MAX_PREEMPTIONS={n} "));
+    let mut env = bound.map_or(String::new(), |n| format!("LOOM_MAX_PREEMPTIONS={n} "));
+    if child {
+        env += &format!("{CHILD_ENV}=1 ");
+    }
     format!(
         "netfd-loom: model `{name}` (test crate {CRATE}, preemption bound {}) failed.\n\
          To replay the failing interleaving:\n{record}\
          \x20 2. replay only that interleaving, with loom's log:\n     \
-         LOOM_CHECKPOINT_FILE={path} {bound_env}LOOM_LOG=trace LOOM_LOCATION=1 \
+         LOOM_CHECKPOINT_FILE={path} {env}LOOM_LOG=trace LOOM_LOCATION=1 \
          cargo test -p netfd --test {CRATE} -- --exact {name} --nocapture",
         show(bound)
     )
@@ -174,6 +187,16 @@ fn replay_help(name: &str, bound: Bound, ckpt: Option<&PathBuf>) -> String {
 thread_local! {
     /// The replay help of the model running on this thread, until printed.
     static REPLAY_HELP: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Arm the replay help for the model about to run on this thread (not in
+/// replay mode: with `LOOM_LOG` set the failure is being replayed already).
+fn arm_replay_help(name: &str, bound: Bound, ckpt: Option<&PathBuf>, child: bool) {
+    install_replay_hook();
+    let help = std::env::var_os("LOOM_LOG")
+        .is_none()
+        .then(|| replay_help(name, bound, ckpt, child));
+    REPLAY_HELP.with(|h| *h.borrow_mut() = help);
 }
 
 /// Print the running model's replay help at its first panic. A panic hook,
@@ -228,8 +251,7 @@ where
 {
     let bound = effective_bound(bound);
     let ckpt = checkpoint_file(name);
-    install_replay_hook();
-    REPLAY_HELP.with(|h| *h.borrow_mut() = Some(replay_help(name, bound, ckpt.as_ref())));
+    arm_replay_help(name, bound, ckpt.as_ref(), false);
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = {
         let runs = runs.clone();
@@ -266,8 +288,7 @@ where
     let bound = effective_bound(bound);
     if std::env::var_os(CHILD_ENV).is_some() {
         let ckpt = checkpoint_file(name);
-        install_replay_hook();
-        REPLAY_HELP.with(|h| *h.borrow_mut() = Some(replay_help(name, bound, ckpt.as_ref())));
+        arm_replay_help(name, bound, ckpt.as_ref(), true);
         run_loom(bound, ckpt, model);
         return String::new();
     }
@@ -303,5 +324,15 @@ where
         show(bound),
         start.elapsed()
     );
+    // How to watch it happen, as the child printed it.
+    let mut help = text
+        .lines()
+        .skip_while(|l| !l.starts_with("netfd-loom: model `"));
+    for line in help.by_ref() {
+        eprintln!("{line}");
+        if line.contains("--nocapture") {
+            break;
+        }
+    }
     msg
 }

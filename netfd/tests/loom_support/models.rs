@@ -206,6 +206,31 @@ pub fn close_vs_parked_and_queued_readers<S: Sock>(path: WaitPath) {
     finish(s);
 }
 
+/// A read that had to wait for its data, then a second read, which (on the
+/// direct path) polls before it tries; data arrives from a peer; Close
+/// races both. The second read can only end with the closed error.
+pub fn close_vs_poll_first_reader<S: Sock>(path: WaitPath) {
+    let (fd, s) = open::<S>(File::EMPTY_STREAM, path);
+    let r = spawn(&s, |s| {
+        let first = s.read(&mut [0; 4]);
+        let second = first.is_ok().then(|| s.read(&mut [0; 4]));
+        (first, second)
+    });
+    let peer = thread::spawn(|| {
+        let w = world();
+        w.kernel.peer_send(SOCK, 1);
+        w.server.dispatch(SOCK, Dir::Read);
+    });
+    close(&*s, fd).expect("close");
+    let (first, second) = r.join().unwrap();
+    ok_or_closed("read", first, |&n| n == 1);
+    if let Some(second) = second {
+        closed("second read", second);
+    }
+    peer.join().unwrap();
+    finish(s);
+}
+
 /// A read parked with a deadline, while the deadline passes (the poll
 /// server's timer fires `expire(dir, seq)`; on the direct path the poll
 /// times out), data arrives (the poll server delivers readiness) and Close
