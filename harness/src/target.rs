@@ -12,8 +12,12 @@
 //! threads; a target that reports none still runs, switching only between
 //! scenario ops.
 //!
-//! A complete target, wrapping `std::net` sockets whose numbers it reports
-//! (this one is correct, so the harness finds it clean):
+//! A complete target, wrapping `std::net` TCP sockets whose numbers it
+//! reports. Its Close can only shutdown(2) — std has no way to close a socket
+//! another thread may be reading — so the number stays open until the value
+//! drops after the case, and the ledger reports each socket as a `leak`:
+//! the gap netfd's Close contract closes. A report names a custom target
+//! `custom:<name>`.
 //!
 //! ```
 //! use harness::target::{Addr, Conn, Listener, Target};
@@ -27,6 +31,16 @@
 //! struct StdTarget;
 //! struct StdConn(std::net::TcpStream, OwnerId);
 //! struct StdListener(std::net::TcpListener, OwnerId);
+//!
+//! /// Tell the ledger that `fd` now belongs to a fresh owner: without this it
+//! /// knows none of the target's sockets and has nothing to check.
+//! fn created(fd: i32) -> OwnerId {
+//!     let owner = OwnerId::next();
+//!     let call = Syscall { op: SysOp::Socket, fd: -1, owner: OwnerId::NONE, new_owner: owner };
+//!     probe::before_syscall(&call);
+//!     probe::after_syscall(&call, Ok(i64::from(fd)));
+//!     owner
+//! }
 //!
 //! /// Report one syscall on `fd` for `owner` around `f`.
 //! fn observed<T>(op: SysOp, fd: i32, owner: OwnerId, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
@@ -57,21 +71,26 @@
 //!     fn owner(&self) -> OwnerId { self.1 }
 //!     fn accept(&self) -> io::Result<Box<dyn Conn>> {
 //!         let (s, _) = self.0.accept()?;
-//!         Ok(Box::new(StdConn(s, OwnerId::next())))
+//!         let owner = created(s.as_raw_fd());
+//!         Ok(Box::new(StdConn(s, owner)))
 //!     }
 //!     fn close(&self) -> io::Result<()> { Ok(()) }
 //!     fn local_addr(&self) -> io::Result<Addr> { self.0.local_addr().map(Addr::Inet) }
 //! }
 //!
 //! impl Target for StdTarget {
-//!     fn name(&self) -> String { "std".into() }
+//!     fn name(&self) -> String { "custom:std".into() }
 //!     fn listen(&self, addr: &Addr) -> io::Result<Box<dyn Listener>> {
 //!         let Addr::Inet(a) = addr else { return Err(io::ErrorKind::Unsupported.into()) };
-//!         Ok(Box::new(StdListener(std::net::TcpListener::bind(a)?, OwnerId::next())))
+//!         let l = std::net::TcpListener::bind(a)?;
+//!         let owner = created(l.as_raw_fd());
+//!         Ok(Box::new(StdListener(l, owner)))
 //!     }
 //!     fn dial(&self, addr: &Addr) -> io::Result<Box<dyn Conn>> {
 //!         let Addr::Inet(a) = addr else { return Err(io::ErrorKind::Unsupported.into()) };
-//!         Ok(Box::new(StdConn(std::net::TcpStream::connect(a)?, OwnerId::next())))
+//!         let s = std::net::TcpStream::connect(a)?;
+//!         let owner = created(s.as_raw_fd());
+//!         Ok(Box::new(StdConn(s, owner)))
 //!     }
 //!     fn bind_datagram(&self, _local: SocketAddr, _peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
 //!         Err(io::ErrorKind::Unsupported.into())

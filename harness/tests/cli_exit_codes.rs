@@ -153,8 +153,14 @@ fn run_exits_0_on_a_clean_run_against_fdmutex_and_writes_one_valid_report() {
     assert!(r.summary.passed && r.summary.violations == 0);
     // The two files, then the generated cases.
     let names: Vec<&str> = r.scenarios.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["close_parked_read_tcp4", "double_close", "generated"]);
-    assert!(r.scenarios.iter().all(|s| s.cases > 0 && s.syscalls_checked > 0));
+    assert_eq!(
+        names,
+        ["close_parked_read_tcp4", "double_close", "generated"]
+    );
+    assert!(r
+        .scenarios
+        .iter()
+        .all(|s| s.cases > 0 && s.syscalls_checked > 0));
     assert!(text(&out.stdout).contains("report: "));
     // Nothing but the report: no temporary files, no saved cases.
     assert_eq!(files_under(reports.path()).len(), 1);
@@ -176,6 +182,8 @@ fn run_exits_1_when_naive_close_is_caught() {
         "20",
         "--budget",
         "5s",
+        "--shrink-time",
+        "2s",
         "--seed",
         "1",
     ]);
@@ -197,7 +205,9 @@ fn run_exits_1_when_naive_close_is_caught() {
         .flat_map(|s| s.violations.iter().map(|v| v.kind.name()))
         .collect();
     assert!(
-        kinds.iter().any(|k| *k == "fd_reuse" || *k == "use_after_close"),
+        kinds
+            .iter()
+            .any(|k| *k == "fd_reuse" || *k == "use_after_close"),
         "{kinds:?}"
     );
     // Each violation's replay command names a saved case that exists.
@@ -293,6 +303,13 @@ fn unknown_variant_exits_2_in_one_line() {
 }
 
 #[test]
+fn an_unknown_flag_exits_2_in_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = harness(&["run", "--frobnicate"]);
+    assert_bad_input(&out, dir.path(), &["--frobnicate"]);
+}
+
+#[test]
 fn unwritable_report_directory_exits_2_and_runs_nothing() {
     let set = scenario_set(&["double_close"]);
     // Tests run as root, so permission bits stop nothing: put the report
@@ -355,11 +372,7 @@ fn a_descriptor_limit_too_low_for_the_scenario_exits_2() {
         &[&path.display().to_string(), "descriptor limit is 64"],
     );
     // The same scenario with the limit this test runs under is accepted.
-    let out = harness(&[
-        "list",
-        "--scenarios",
-        path.to_str().unwrap(),
-    ]);
+    let out = harness(&["list", "--scenarios", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
 
@@ -395,7 +408,12 @@ fn matrix_exits_0_when_fdmutex_is_clean_and_every_historical_variant_is_caught()
     variants.sort();
     assert_eq!(
         variants,
-        ["fdmutex", "go2009-closeack", "go2009-refcount", "naive-close"]
+        [
+            "fdmutex",
+            "go2009-closeack",
+            "go2009-refcount",
+            "naive-close"
+        ]
     );
     for r in &rs {
         assert_eq!(r.summary.passed, r.variant == "fdmutex", "{}", r.variant);

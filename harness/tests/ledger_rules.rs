@@ -98,7 +98,10 @@ fn use_after_close_is_a_call_for_an_owner_whose_number_was_released() {
     let v = l.violations();
     assert_eq!(kinds(&l), [ViolationKind::UseAfterClose], "{v:?}");
     let v = &v[0];
-    assert_eq!((v.fd, v.owner, v.holder, v.op, v.thread), (FAKE + 1, a, None, SysOp::Read, 1));
+    assert_eq!(
+        (v.fd, v.owner, v.holder, v.op, v.thread),
+        (FAKE + 1, a, None, SysOp::Read, 1)
+    );
     assert!(v.message.contains("read"), "{}", v.message);
 }
 
@@ -291,7 +294,12 @@ fn a_violation_carries_the_trace_that_led_to_it() {
     let trace = l.trace(v.event, &names);
     let last = trace.last().expect("trace");
     assert_eq!(
-        (last.what.as_str(), last.thread.as_str(), last.owner, last.fd),
+        (
+            last.what.as_str(),
+            last.thread.as_str(),
+            last.owner,
+            last.fd
+        ),
         ("read", "reader", a.0, Some(FAKE + 15))
     );
     let whats: Vec<&str> = trace.iter().map(|e| e.what.as_str()).collect();
@@ -521,11 +529,7 @@ fn real_double_close_closes_a_number_that_is_open_as_another_file_now() {
             "{v:?}"
         );
         assert_eq!((v[0].fd, v[0].owner, v[0].holder), (n, a_owner, None));
-        assert!(
-            v[0].message.contains("another file"),
-            "{}",
-            v[0].message
-        );
+        assert!(v[0].message.contains("another file"), "{}", v[0].message);
         assert!(
             v[0].evidence
                 .as_deref()
@@ -577,7 +581,10 @@ fn real_close_in_flight_close_while_a_poll_on_the_number_is_in_the_kernel() {
         [ViolationKind::CloseInFlight],
         "{v:?}"
     );
-    assert_eq!((v[0].fd, v[0].owner, v[0].op, v[0].thread), (n, a_owner, SysOp::Close, 0));
+    assert_eq!(
+        (v[0].fd, v[0].owner, v[0].op, v[0].thread),
+        (n, a_owner, SysOp::Close, 0)
+    );
     assert!(v[0].message.contains("poll"), "{}", v[0].message);
 }
 
@@ -797,7 +804,10 @@ fn bad_error_a_raw_ebadf_after_close() {
     let o = run(target, &s, Mode::Controlled);
     assert_eq!(found_kinds(&o), [ViolationKind::BadError], "{:#?}", o.found);
     let f = &o.found[0];
-    assert_eq!((f.thread.as_str(), f.op.as_str()), ("user", "read conn=0 bytes=64"));
+    assert_eq!(
+        (f.thread.as_str(), f.op.as_str()),
+        ("user", "read conn=0 bytes=64")
+    );
     assert!(
         f.message.contains("after Close") && f.message.contains("os error 9"),
         "{}",
@@ -819,7 +829,12 @@ fn crosstalk_a_read_that_returns_another_connections_bytes() {
     );
     let target = Broken::new(Fault::ReadsWrongConnection);
     let o = run(target, &s, Mode::Controlled);
-    assert_eq!(found_kinds(&o), [ViolationKind::Crosstalk], "{:#?}", o.found);
+    assert_eq!(
+        found_kinds(&o),
+        [ViolationKind::Crosstalk],
+        "{:#?}",
+        o.found
+    );
     assert!(
         o.found[0].message.contains("data sent to connection 1"),
         "{}",
@@ -867,7 +882,10 @@ fn leak_a_close_that_releases_nothing() {
     assert_eq!(o.found.len(), 1);
     assert_eq!(o.found[0].owner, owner.0);
     assert!(
-        o.found[0].evidence.as_deref().is_some_and(|e| e.contains("still inode")),
+        o.found[0]
+            .evidence
+            .as_deref()
+            .is_some_and(|e| e.contains("still inode")),
         "{:?}",
         o.found[0].evidence
     );

@@ -118,9 +118,10 @@ pub fn cmd_merge(a: MergeArgs) -> Result<i32, Failure> {
     }
     let mut groups: Vec<Vec<&verdict::Input>> = Vec::new();
     for i in &inputs {
-        match groups.iter_mut().find(|g| {
-            g[0].report.variant == i.report.variant && g[0].report.mode == i.report.mode
-        }) {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].report.variant == i.report.variant && g[0].report.mode == i.report.mode)
+        {
             Some(g) => g.push(i),
             None => groups.push(vec![i]),
         }
@@ -170,9 +171,8 @@ pub fn cmd_report(a: ReportArgs) -> Result<i32, Failure> {
     let inputs = read_reports(&a.reports)?;
     let reports: Vec<Report> = inputs.iter().map(|i| i.report.clone()).collect();
     if let Some(out) = &a.html {
-        report::html::write(&reports, out).map_err(|e| {
-            Failure::bad_input(format!("cannot write HTML {}: {e}", out.display()))
-        })?;
+        report::html::write(&reports, out)
+            .map_err(|e| Failure::bad_input(format!("cannot write HTML {}: {e}", out.display())))?;
         println!("html: {}", out.display());
     }
     if let Some(j) = &a.junit {
@@ -205,8 +205,7 @@ pub fn cmd_verdict(a: VerdictArgs) -> Result<i32, Failure> {
         println!("verdict: {}", v.reason());
         Ok(EXIT_CLEAN)
     } else {
-        // The one line CI shows; stdout has the table above.
-        println!("verdict: FAIL: {}", v.reason());
+        // The one line CI shows, on stderr; stdout has the table above.
         eprintln!("verdict: FAIL: {}", v.reason());
         Ok(EXIT_VIOLATIONS)
     }

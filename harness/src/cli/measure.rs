@@ -100,6 +100,16 @@ pub struct FirstArgs {
     pub mode: Modes,
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub hang_bound: Duration,
+    /// Count only violations of this kind (repeatable; default: any).
+    #[arg(long = "kind", value_parser = parse_kind)]
+    pub kinds: Vec<ViolationKind>,
+}
+
+fn parse_kind(s: &str) -> Result<ViolationKind, String> {
+    ViolationKind::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = ViolationKind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown violation kind '{s}' (expected one of: {})", names.join(", "))
+    })
 }
 
 #[derive(Args, Debug)]
@@ -124,6 +134,9 @@ pub struct ShrinkArgs {
     pub shrink_time: Duration,
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub hang_bound: Duration,
+    /// Count only violations of this kind (repeatable; default: any).
+    #[arg(long = "kind", value_parser = parse_kind)]
+    pub kinds: Vec<ViolationKind>,
 }
 
 #[derive(Args, Debug)]
@@ -269,6 +282,7 @@ fn first(a: FirstArgs) -> Result<i32, Failure> {
                 cfg.budget = a.max_time;
                 cfg.hang_bound = a.hang_bound;
                 cfg.shrink = false;
+                cfg.fail_on = a.kinds.clone();
                 let r = generate(v, &cfg, 0)?;
                 match &r.failure {
                     Some(f) => {
@@ -279,6 +293,9 @@ fn first(a: FirstArgs) -> Result<i32, Failure> {
                             f.case + 1,
                             f.elapsed.as_secs_f64()
                         );
+                        if let Some(x) = f.original_found.first() {
+                            eprintln!("    {}: {}", x.kind, x.message);
+                        }
                         row.cases.push(Some((f.case + 1) as f64));
                         row.secs.push(Some(f.elapsed.as_secs_f64()));
                         row.kinds.push(kinds);
@@ -364,6 +381,7 @@ fn shrink(a: ShrinkArgs) -> Result<i32, Failure> {
             let mut cfg = GenConfig::new(Mode::Controlled, seed, a.max_cases);
             cfg.hang_bound = a.hang_bound;
             cfg.max_shrink_time = a.shrink_time;
+            cfg.fail_on = a.kinds.clone();
             let r = generate(v, &cfg, 0)?;
             let Some(f) = r.failure else {
                 println!("| {v} | {seed} | none in {} | | | | | | | |", r.stats.cases);

@@ -207,11 +207,20 @@ pub fn main() -> i32 {
                 let _ = e.print();
                 return EXIT_CLEAN;
             }
+            if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                // No subcommand at all: the help is the answer.
+                let _ = e.print();
+                return EXIT_BAD_INPUT;
+            }
             // Bad usage gets one line, like every other bad input: clap's
             // first paragraph (what and where), without the usage hints.
             let text = e.render().to_string();
             let first = text.split("\n\n").next().unwrap_or_default();
-            let line: Vec<&str> = first.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let line: Vec<&str> = first
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
             eprintln!("{}", line.join(" "));
             return EXIT_BAD_INPUT;
         }

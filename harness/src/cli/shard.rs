@@ -3,16 +3,20 @@
 //! Protocol: every shard loads the same scenario set (the same checkout,
 //! the same generation flags and seed), orders it by scenario name (then
 //! file, then load position, so the order never depends on the file
-//! system), and keeps the scenarios whose rank modulo N is I-1. So:
-//! - the N shards partition the set: each scenario file and each generated
+//! system), and keeps the scenarios whose rank modulo N is I-1. Generated
+//! cases are split by case index instead (shard I runs the indices that are
+//! I-1 modulo N, see `cli::gen`), so every shard's report has a `generated`
+//! entry and `harness merge` sums them. So:
+//! - the N shards partition the work: each scenario file and each generated
 //!   case runs in exactly one shard, and none is lost;
 //! - the split is deterministic: the same set gives the same split on any
 //!   machine, so a failing shard can be re-run alone;
-//! - the shares differ by at most one scenario.
+//! - the shares differ by at most one scenario (and one generated case).
 //!
 //! Shards are numbered from 1, as in `cargo nextest --partition count:I/N`.
-//! A shard may be empty (N larger than the set); it still writes a report
-//! with no scenarios, so `harness merge` sees every shard.
+//! A shard may get no scenario file (N larger than the set); it still runs
+//! its generated cases and writes a report, so `harness merge` sees every
+//! shard.
 //!
 //! All shards of one run must use the same `--seed`: case seeds derive from
 //! the run seed, the scenario name and the case index, so the merged report
@@ -34,7 +38,9 @@ impl FromStr for Shard {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Shard, String> {
-        let bad = |why: &str| format!("invalid shard '{s}': {why} (expected I/N with 1 <= I <= N, e.g. 2/4)");
+        let bad = |why: &str| {
+            format!("invalid shard '{s}': {why} (expected I/N with 1 <= I <= N, e.g. 2/4)")
+        };
         let (i, n) = s.split_once('/').ok_or_else(|| bad("no '/'"))?;
         let index: u32 = i.trim().parse().map_err(|_| bad("I is not a number"))?;
         let count: u32 = n.trim().parse().map_err(|_| bad("N is not a number"))?;
@@ -81,7 +87,9 @@ impl Shard {
 pub fn select_sources(shard: Option<Shard>, sources: Vec<Source>) -> Vec<Source> {
     match shard {
         None => sources,
-        Some(s) => s.select(sources, |src| (src.scenario.name.as_str(), src.file.as_str())),
+        Some(s) => s.select(sources, |src| {
+            (src.scenario.name.as_str(), src.file.as_str())
+        }),
     }
 }
 

@@ -209,18 +209,36 @@ struct ConnSlot {
     peer: Mutex<Option<Peer>>,
     closed: AtomicBool,
     peer_closed: AtomicBool,
-    /// Deadlines set, per direction: (when set, the deadline).
-    deadlines: Mutex<[Vec<(Instant, Option<Instant>)>; 2]>,
+    /// Deadlines set, per direction.
+    deadlines: Mutex<[Vec<DeadlineSet>; 2]>,
+}
+
+/// One `set_deadline` on a connection, for judging timeouts. Concurrent
+/// SetDeadlines may take effect in any order, so which one is in effect is
+/// known only once one of them has completed strictly after another began.
+#[derive(Clone, Copy, Debug)]
+struct DeadlineSet {
+    /// When the op began (before calling the target).
+    start: Instant,
+    /// When the target's call returned; `None` while it is in progress.
+    end: Option<Instant>,
+    at: Option<Instant>,
 }
 
 struct ListenerSlot {
     listener: Mutex<Option<Arc<dyn Listener>>>,
     addr: Addr,
     closed: AtomicBool,
-    /// The thread whose Close of the listener last succeeded, until a
-    /// rebind replaces it: only that thread may expect the port to be free
-    /// (a Close that lost to another returns at once, before the release).
-    closed_ok_by: Mutex<Option<usize>>,
+    /// The thread whose Close of the listener last succeeded, and the
+    /// generation of the listener it closed: only that thread, and only
+    /// while no rebind has replaced that listener, may expect the port to be
+    /// free (a Close that lost to another returns at once, before the
+    /// release).
+    closed_ok_by: Mutex<Option<(usize, u64)>>,
+    /// Successful rebinds so far (changed under `listener`'s lock).
+    generation: AtomicU64,
+    /// Held across a rebind's listen and its bookkeeping.
+    rebinding: Mutex<()>,
 }
 
 /// What the case's threads share.
@@ -515,6 +533,8 @@ fn setup_listeners(
                 addr,
                 closed: AtomicBool::new(false),
                 closed_ok_by: Mutex::new(None),
+                generation: AtomicU64::new(0),
+                rebinding: Mutex::new(()),
             })
         })
         .collect()
@@ -678,39 +698,47 @@ fn run_op(case: &Case, me: usize, op: &Op) {
             }
         }
         Op::CloseListener { listener } => {
-            let Some(l) = listener_of(case, listener) else {
-                return;
+            let slot = &case.listeners()[listener];
+            // The listener and the rebind generation it belongs to, together.
+            let (l, generation) = {
+                let g = slot.listener.lock().unwrap_or_else(|e| e.into_inner());
+                (g.clone(), slot.generation.load(Ordering::Acquire))
             };
-            case.listeners()[listener]
-                .closed
-                .store(true, Ordering::Release);
+            let Some(l) = l else { return };
+            slot.closed.store(true, Ordering::Release);
             match l.close() {
                 Ok(()) => {
-                    *case.listeners()[listener]
-                        .closed_ok_by
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()) = Some(me)
+                    *slot.closed_ok_by.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((me, generation))
                 }
                 Err(e) => judge_listener_error(case, me, op, l.owner(), &e),
             }
         }
         Op::Rebind { listener } => {
             let slot = &case.listeners()[listener];
+            // Rebinds of one listener are serialised, so one that finds the
+            // port taken sees the generation of any rebind that took it.
+            let _serial = slot.rebinding.lock().unwrap_or_else(|e| e.into_inner());
             match case.target.listen(&slot.addr) {
                 Ok(l) => {
                     let l: Arc<dyn Listener> = Arc::from(l);
                     slot.closed.store(false, Ordering::Release);
-                    *slot.closed_ok_by.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                    *slot.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(l.clone());
+                    {
+                        let mut g = slot.listener.lock().unwrap_or_else(|e| e.into_inner());
+                        *g = Some(l.clone());
+                        slot.generation.fetch_add(1, Ordering::AcqRel);
+                    }
                     if case.tearing_down.load(Ordering::SeqCst) {
                         slot.closed.store(true, Ordering::Release);
                         let _ = l.close();
                     }
                 }
+                // Only a Close that succeeded, on this thread, of the
+                // listener that still held the port, promises it is free.
                 Err(e)
                     if e.kind() == io::ErrorKind::AddrInUse
                         && *slot.closed_ok_by.lock().unwrap_or_else(|e| e.into_inner())
-                            == Some(me) =>
+                            == Some((me, slot.generation.load(Ordering::Acquire))) =>
                 {
                     let owner = listener_of(case, listener).map_or(0, |l| l.owner().0);
                     record(case, Found {
@@ -754,19 +782,34 @@ fn run_op(case: &Case, me: usize, op: &Op) {
                     now + Duration::from_millis(ms as u64)
                 }
             });
+            let dirs = [dir.includes_read(), dir.includes_write()];
+            let mut at_index = [0usize; 2];
             {
                 let mut d = case.conns[conn]
                     .deadlines
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
-                if dir.includes_read() {
-                    d[0].push((now, at));
-                }
-                if dir.includes_write() {
-                    d[1].push((now, at));
+                for k in (0..2).filter(|&k| dirs[k]) {
+                    at_index[k] = d[k].len();
+                    d[k].push(DeadlineSet {
+                        start: now,
+                        end: None,
+                        at,
+                    });
                 }
             }
-            if let Err(e) = c.set_deadline(dir, at) {
+            let r = c.set_deadline(dir, at);
+            {
+                let end = Instant::now();
+                let mut d = case.conns[conn]
+                    .deadlines
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                for k in (0..2).filter(|&k| dirs[k]) {
+                    d[k][at_index[k]].end = Some(end);
+                }
+            }
+            if let Err(e) = r {
                 judge_error(case, me, op, conn, c.owner(), None, &e);
             }
         }
@@ -938,17 +981,22 @@ fn judge_error(
             count_check(case, ViolationKind::EarlyDeadline);
             let now = Instant::now();
             let d = slot.deadlines.lock().unwrap_or_else(|e| e.into_inner());
-            // The earliest deadline in effect at any moment of the op.
-            let in_effect_at_start = d[dir]
+            // The earliest deadline that may have been in effect at some
+            // moment of the op: every one set before it timed out, except
+            // those surely replaced before it started (another SetDeadline
+            // began after it returned, and returned before the op began).
+            let replaced = |e: &DeadlineSet| {
+                e.end.is_some_and(|end| {
+                    d[dir]
+                        .iter()
+                        .any(|f| f.start > end && f.end.is_some_and(|fe| fe <= started))
+                })
+            };
+            let earliest = d[dir]
                 .iter()
-                .rev()
-                .find(|(set, _)| *set <= started)
-                .and_then(|(_, at)| *at);
-            let set_during = d[dir]
-                .iter()
-                .filter(|(set, _)| *set > started)
-                .filter_map(|(_, at)| *at);
-            let earliest = in_effect_at_start.into_iter().chain(set_during).min();
+                .filter(|e| e.start <= now && !replaced(e))
+                .filter_map(|e| e.at)
+                .min();
             match earliest {
                 Some(at) if now < at => record(
                     case,
@@ -1017,6 +1065,13 @@ fn judge_listener_error(case: &Case, me: usize, op: &Op, owner: OwnerId, e: &io:
     );
 }
 
+/// How long a case may go without any event before the supervisor takes
+/// it as stuck (a thread blocked where no sync point says so, such as a
+/// lock wait inside the protocol) and starts closing everything. Longer
+/// than any sleep a scenario file uses; each case that hits it pays it in
+/// full, so it sets the pace of generated cases.
+const STUCK_QUIET: Duration = Duration::from_millis(50);
+
 /// Wait for the threads; when all are done or blocked, close everything and
 /// wait `bound` for the blocked ones. Returns the threads that hung.
 fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
@@ -1042,10 +1097,12 @@ fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
     // Phase 1: run until done, or until everyone left is blocked.
     let phase1_limit = Instant::now() + Duration::from_secs(10) + bound;
     while !all_done() && Instant::now() < phase1_limit {
-        if all_blocked() && quiet_for(Duration::from_millis(2)) {
+        // A parked op whose deadline is near must be left to time out:
+        // closing it first would never exercise deadline expiry.
+        if all_blocked() && quiet_for(Duration::from_millis(2)) && !deadline_pending(case, bound) {
             break;
         }
-        if quiet_for(Duration::from_millis(200)) || stuck_for(bound) {
+        if quiet_for(STUCK_QUIET) || stuck_for(bound) {
             break;
         }
         std::thread::sleep(Duration::from_micros(200));
@@ -1109,6 +1166,20 @@ fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
         }
     }
     hung
+}
+
+/// Whether some connection's current deadline is still ahead, and due
+/// within `within`.
+fn deadline_pending(case: &Case, within: Duration) -> bool {
+    let now = Instant::now();
+    case.conns.iter().any(|c| {
+        let d = c.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+        d.iter().any(|dir| {
+            dir.last()
+                .and_then(|d| d.at)
+                .is_some_and(|at| at > now && at <= now + within)
+        })
+    })
 }
 
 /// Close every listener and connection the case's slots hold now.

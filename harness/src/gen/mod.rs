@@ -40,7 +40,7 @@ mod runner;
 mod strategy;
 
 pub use runner::{
-    case_rng, proptest_config, run_generated, run_one_case, CaseStats, GenConfig, GenFailure, GenRun,
+    case_rng, fails, proptest_config, run_generated, run_one_case, CaseStats, GenConfig, GenFailure, GenRun,
 };
 pub use strategy::{
     case_strategy, normalize, raw_case_strategy, scenario_strategy, schedule_strategy, Bounds,

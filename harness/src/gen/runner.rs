@@ -47,6 +47,10 @@ pub struct GenConfig {
     /// Run only the cases whose index is `index` modulo `count` (one shard
     /// of a run split over several machines; `index` is 0-based).
     pub shard: Option<(u64, u64)>,
+    /// A case fails when it finds a violation of one of these kinds (empty:
+    /// of any kind). Measurements use it to time one race rather than
+    /// whichever violation comes first.
+    pub fail_on: Vec<ViolationKind>,
 }
 
 impl GenConfig {
@@ -62,6 +66,7 @@ impl GenConfig {
             max_shrink_iters: 512,
             max_shrink_time: Duration::from_secs(20),
             shard: None,
+            fail_on: Vec::new(),
         }
     }
 }
@@ -182,7 +187,7 @@ fn kinds(found: &[Found]) -> String {
 
 /// Per-case state shared with the test closure (proptest wants `Fn`).
 #[derive(Default)]
-struct Probe {
+struct CaseState {
     /// Runs of this case so far (the first is the case as drawn).
     runs: u64,
     first: Option<(CaseOutcome, Instant)>,
@@ -211,7 +216,7 @@ pub fn run_generated(
             .new_tree(&mut runner)
             .map_err(|e| SetupError(format!("generating case {i}: {e}")))?;
         let drawn = tree.current();
-        let state = RefCell::new(Probe::default());
+        let state = RefCell::new(CaseState::default());
         let test = |case: GenCase| -> Result<(), TestCaseError> {
             let mut st = state.borrow_mut();
             st.runs += 1;
@@ -228,7 +233,7 @@ pub fn run_generated(
             if st.runs == 1 {
                 st.first = Some((outcome.clone(), Instant::now()));
             }
-            if outcome.found.is_empty() {
+            if !fails(cfg, &outcome) {
                 return Ok(());
             }
             let why = kinds(&outcome.found);
@@ -259,7 +264,7 @@ pub fn run_generated(
                         first.clone()
                     }),
                 };
-                let (minimal, minimal_outcome) = if minimal_outcome.found.is_empty() {
+                let (minimal, minimal_outcome) = if !fails(cfg, &minimal_outcome) {
                     (drawn.clone(), first.clone())
                 } else {
                     (minimal, minimal_outcome)
@@ -282,6 +287,15 @@ pub fn run_generated(
     Ok(run)
 }
 
+/// Whether `o` is a failure as `cfg` counts them.
+pub fn fails(cfg: &GenConfig, o: &CaseOutcome) -> bool {
+    if cfg.fail_on.is_empty() {
+        !o.found.is_empty()
+    } else {
+        o.found.iter().any(|f| cfg.fail_on.contains(&f.kind))
+    }
+}
+
 fn rerun_until_failing(
     target: &Arc<dyn Target>,
     cfg: &GenConfig,
@@ -290,7 +304,7 @@ fn rerun_until_failing(
 ) -> Result<Option<CaseOutcome>, SetupError> {
     for _ in 0..tries {
         let o = run_one_case(target, cfg, case)?;
-        if !o.found.is_empty() {
+        if fails(cfg, &o) {
             return Ok(Some(o));
         }
     }

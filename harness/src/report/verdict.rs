@@ -368,7 +368,10 @@ pub fn judge(matrix: &[Input], runs: &[Input]) -> Result<Verdict, String> {
             }
         }
         for (_, _, inputs) in &groups {
-            let paths: Vec<String> = inputs.iter().map(|i| i.path.display().to_string()).collect();
+            let paths: Vec<String> = inputs
+                .iter()
+                .map(|i| i.path.display().to_string())
+                .collect();
             let merged = Report::merge(inputs.iter().map(|i| i.report.clone()).collect())
                 .map_err(|e| format!("{}: {e}", paths.join(", ")))?;
             judge_one(Role::Matrix, paths.join(" + "), &merged, &mut v);
