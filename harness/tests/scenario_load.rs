@@ -189,7 +189,7 @@ fn unknown_op() {
         pos_of(&text, "\"shutdown\""),
         "{line}"
     );
-    assert!(line.contains("unknown variant `shutdown`"), "{line}");
+    assert!(line.contains("unknown op `shutdown`"), "{line}");
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn missing_and_mistyped_fields() {
         .replace("\"tcp4\"", "\"sctp\"");
     let (err, line) = load_err(&text);
     assert_eq!((err.line, err.column), pos_of(&text, "\"sctp\""), "{line}");
-    assert!(line.contains("unknown variant `sctp`"), "{line}");
+    assert!(line.contains("unknown value `sctp`"), "{line}");
 }
 
 #[test]

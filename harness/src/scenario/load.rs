@@ -275,6 +275,12 @@ fn decode_error(file: &Path, text: &str, e: &serde_json::Error) -> ScenarioError
             ScenarioError::at(file, text, offset, ScenarioErrorKind::Syntax, message)
         }
         Category::Data => {
+            // serde names enum values "variants"; here they are ops or values.
+            let message = match message.strip_prefix("unknown variant ") {
+                Some(rest) if rest.contains("`dial`") => format!("unknown op {rest}"),
+                Some(rest) => format!("unknown value {rest}"),
+                None => message,
+            };
             let root = span::parse(text);
             // serde_json's position, when it has one. Errors raised inside a
             // tagged op (which serde buffers) have none, or point past the op.
@@ -312,7 +318,8 @@ fn refine(root: &Node, at: usize, message: &str) -> Option<usize> {
     if let Some(field) = quoted(message, "unknown field ") {
         return obj.member(&field).map(|m| m.key_start);
     }
-    if let Some(variant) = quoted(message, "unknown variant ") {
+    let unknown = quoted(message, "unknown op ").or_else(|| quoted(message, "unknown value "));
+    if let Some(variant) = unknown {
         // The string value that names it: an op, a transport, a direction.
         let span::Value::Object(members) = &obj.value else {
             return None;
