@@ -201,7 +201,11 @@ pub fn run_generated_family(
     kinds.sort();
     kinds.dedup();
     for found in &f.minimal_outcome.found {
-        let kept = sr.violations.iter().filter(|v| v.kind == found.kind).count();
+        let kept = sr
+            .violations
+            .iter()
+            .filter(|v| v.kind == found.kind)
+            .count();
         if kept >= KEEP_PER_KIND {
             sr.assertions.get_mut(found.kind).passed = false;
             continue;

@@ -140,6 +140,30 @@ fn page_has_a_row_per_scenario_and_lanes_per_violation() {
 }
 
 #[test]
+fn badges_follow_the_variant_expectation() {
+    // naive-close with a violation is what the matrix expects.
+    let caught = crafted();
+    let page = html::render(std::slice::from_ref(&caught));
+    assert!(page.contains("<span class=\"badge pass\">CAUGHT (expected)</span>"));
+    assert!(page.contains("<span class=\"badge pass\">PASS</span></h1>"));
+    // The same violations against fdmutex are a failure.
+    let mut dirty = caught.clone();
+    dirty.variant = "fdmutex".into();
+    let page = html::render(&[caught, dirty.clone()]);
+    assert!(page.contains("<span class=\"badge fail\">FAIL</span></h2>"));
+    assert!(page.contains("<span class=\"badge fail\">1 of 2 not as expected</span></h1>"));
+    // A historical variant without violations escaped.
+    let mut blind = dirty;
+    blind.variant = "go2009-closeack".into();
+    for s in &mut blind.scenarios {
+        *s = ScenarioReport::new(s.name.clone(), s.file.clone());
+        s.cases = 25;
+    }
+    blind.recompute_summary();
+    assert!(html::render(&[blind]).contains("ESCAPED (not caught)"));
+}
+
+#[test]
 fn report_command_writes_the_page_atomically() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = crafted().write_atomic(dir.path()).expect("write report");

@@ -62,10 +62,7 @@ pub fn run_variant_generated(
 ) -> Result<(Report, PathBuf, Option<GeneratedFailure>), Failure> {
     let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(variant));
     let generated = plan.map_or(0, |p| p.cases);
-    let pb = progress_bar(
-        sources.len() as u64 * cfg.cases + generated,
-        variant.name(),
-    );
+    let pb = progress_bar(sources.len() as u64 * cfg.cases + generated, variant.name());
     let progress = |name: &str, _case: u64| {
         pb.inc(1);
         pb.set_message(name.to_string());

@@ -108,7 +108,10 @@ pub struct FirstArgs {
 fn parse_kind(s: &str) -> Result<ViolationKind, String> {
     ViolationKind::from_name(s).ok_or_else(|| {
         let names: Vec<&str> = ViolationKind::ALL.iter().map(|k| k.name()).collect();
-        format!("unknown violation kind '{s}' (expected one of: {})", names.join(", "))
+        format!(
+            "unknown violation kind '{s}' (expected one of: {})",
+            names.join(", ")
+        )
     })
 }
 
@@ -317,7 +320,9 @@ fn first(a: FirstArgs) -> Result<i32, Failure> {
     }
     let limit_cases = a.max_cases.to_string();
     let limit_secs = format!("{:.0}", a.max_time.as_secs_f64());
-    println!("| variant | mode | seeds | found | median cases | median s | kinds at first violation |");
+    println!(
+        "| variant | mode | seeds | found | median cases | median s | kinds at first violation |"
+    );
     println!("|---|---|---:|---:|---:|---:|---|");
     for r in &rows {
         let mut kinds: Vec<&str> = r.kinds.iter().flat_map(|k| k.split(',')).collect();
@@ -351,16 +356,8 @@ fn first(a: FirstArgs) -> Result<i32, Failure> {
             };
             println!(
                 "| {v} | {} | {} |",
-                ratio(
-                    median(&f.cases),
-                    median(&c.cases),
-                    a.max_cases as f64
-                ),
-                ratio(
-                    median(&f.secs),
-                    median(&c.secs),
-                    a.max_time.as_secs_f64()
-                ),
+                ratio(median(&f.cases), median(&c.cases), a.max_cases as f64),
+                ratio(median(&f.secs), median(&c.secs), a.max_time.as_secs_f64()),
             );
         }
     }

@@ -447,6 +447,14 @@ fn cmd_replay(a: ReplayArgs) -> Result<i32, Failure> {
                     println!("    evidence: {e}");
                 }
             }
+            // The interleaving that led to the first violation, as lanes.
+            if let Some(f) = outcome.found.iter().find(|f| !f.trace.is_empty()) {
+                println!("interleaving ({} on thread {}):", f.kind, f.thread);
+                print!(
+                    "{}",
+                    report::lanes::Lanes::from_trace(&f.trace).render_text(30)
+                );
+            }
         }
     }
     println!(
@@ -528,6 +536,17 @@ fn cmd_matrix(a: MatrixArgs) -> Result<i32, Failure> {
             r.violations,
             r.kinds.join(",")
         );
+    }
+    // A variant expected clean that is not: its violations in full, each
+    // with its replay command (the historical variants' are expected and
+    // stay in their reports).
+    for (r, rep) in rows.iter().zip(&reports) {
+        if !r.ok && r.variant.expected_clean() {
+            print!(
+                "{}",
+                report::summary::render(rep, std::io::stdout().is_terminal())
+            );
+        }
     }
     for r in &rows {
         println!("report {}: {}", r.variant, r.report.display());

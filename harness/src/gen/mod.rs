@@ -25,13 +25,16 @@
 //!   find races: *close then churn* (a `close` followed at once by `open`, so
 //!   the released number is handed out while a racing op may still hold it)
 //!   and *deadline then read* (a deadline of a few milliseconds, often
-//!   already past, then a read: expiry near a close). Schedules are mostly
-//!   short runs of one thread (few preemptions, placed anywhere), sometimes a
+//!   already past, then a read: expiry near a close). Schedules are runs of
+//!   one to five switch points of one thread (a random walk that leaves a
+//!   thread paused inside an op while others take a few steps), sometimes a
 //!   uniformly random choice at every switch point.
 //! - **Shrinks toward the simple.** Op alternatives are ordered simplest
 //!   first (`yield`, `sleep`, then socket ops), connection indices shrink
 //!   toward 0, counts toward 1, schedules toward fewer and shorter runs of
 //!   thread 0 — so a minimal case has few threads, few ops and few switches.
+//!   A schedule shorter than the case's decisions ends with "the running
+//!   thread keeps the turn" (see `exec::sched`).
 //! - **Reproducible.** Case `i` of a run is drawn from a ChaCha RNG seeded
 //!   from the run's seed and `i` alone ([`case_rng`]), and each case carries
 //!   its own execution seed; the same `--seed` draws the same cases.
@@ -40,7 +43,8 @@ mod runner;
 mod strategy;
 
 pub use runner::{
-    case_rng, fails, proptest_config, run_generated, run_one_case, CaseStats, GenConfig, GenFailure, GenRun,
+    case_rng, fails, proptest_config, run_generated, run_one_case, CaseStats, GenConfig,
+    GenFailure, GenRun,
 };
 pub use strategy::{
     case_strategy, normalize, raw_case_strategy, scenario_strategy, schedule_strategy, Bounds,

@@ -21,9 +21,7 @@ use crate::exec::{self, CaseConfig, CaseOutcome, Found, Rng, SetupError};
 use crate::report::{Mode, ViolationKind};
 use crate::target::Target;
 use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::{
-    Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner,
-};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -253,7 +251,9 @@ pub fn run_generated(
         match result {
             Ok(_) => {}
             Err(TestError::Abort(why)) => {
-                return Err(SetupError(format!("generated case {i}: proptest aborted: {why}")))
+                return Err(SetupError(format!(
+                    "generated case {i}: proptest aborted: {why}"
+                )))
             }
             Err(TestError::Fail(_, minimal)) => {
                 let minimal_outcome = match st.last_failing {

@@ -196,10 +196,10 @@ impl Kernel {
         }
     }
 
-    /// From now on only fd reuse fails the model: a call on a free number
-    /// gets EBADF, as from the real kernel, and calls after close() returned
-    /// are not flagged. For the model that shows a historical protocol's
-    /// reuse race, whatever else that protocol also gets wrong.
+    /// From now on a call on a free number gets EBADF, as from the real
+    /// kernel, instead of failing the model; fd reuse and close_in_flight
+    /// still fail it. For models that show one specific race of a
+    /// historical protocol (see `models::Judge::LifetimeOnly`).
     pub fn reuse_only(&self) {
         self.lock().reuse_only = true;
     }

@@ -194,8 +194,6 @@ impl Poller {
     /// the judgement is the same in every replay of an interleaving.
     pub fn wait_before_trying(&self, dir: Dir, fd: RawFd, owner: OwnerId) -> io::Result<()> {
         const BLOCKED: std::time::Duration = std::time::Duration::from_micros(5);
-        panic!("REACHED poll-first");
-        #[allow(unreachable_code)]
         let started = world().now();
         self.wait(dir, fd, owner)?;
         if world().now().saturating_duration_since(started) < BLOCKED {
