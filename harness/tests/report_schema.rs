@@ -160,7 +160,8 @@ fn schema_is_strict() {
     let good = serde_json::to_value(full_report("fdmutex", 0)).expect("value");
     schema::validate_report_value(&good).expect("valid");
 
-    let mutations: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut serde_json::Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         (
             "unknown top-level field",
             Box::new(|v| v["extra"] = 1.into()),

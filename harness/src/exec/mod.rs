@@ -140,11 +140,11 @@ struct Tags {
 
 impl Tags {
     /// Bytes the peer sends to local end `conn`.
-    fn to_local(self, conn: usize) -> u8 {
+    fn sent_to_local(self, conn: usize) -> u8 {
         self.byte(2 * conn)
     }
     /// Bytes local end `conn` sends.
-    fn from_local(self, conn: usize) -> u8 {
+    fn sent_by_local(self, conn: usize) -> u8 {
         self.byte(2 * conn + 1)
     }
     fn byte(self, k: usize) -> u8 {
@@ -685,7 +685,7 @@ fn run_op(case: &Case, me: usize, op: &Op) {
         }
         Op::Write { conn, bytes } | Op::WriteTo { conn, bytes } => {
             let Some(c) = conn_of(case, conn) else { return };
-            let buf = vec![case.tags.from_local(conn); bytes.max(1)];
+            let buf = vec![case.tags.sent_by_local(conn); bytes.max(1)];
             if let Err(e) = c.write(&buf) {
                 judge_error(case, me, op, conn, c.owner(), Some((1, started)), &e);
             }
@@ -835,7 +835,7 @@ fn run_op(case: &Case, me: usize, op: &Op) {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             if let Some(p) = peer.as_ref() {
-                let _ = p.send(&vec![case.tags.to_local(conn); bytes.max(1)]);
+                let _ = p.send(&vec![case.tags.sent_to_local(conn); bytes.max(1)]);
             }
         }
         Op::PeerClose { conn } => {
@@ -896,9 +896,9 @@ fn check_bytes(case: &Case, me: usize, op: &Op, conn: usize, owner: OwnerId, got
         if slot_conn {
             // A slot's remote end is another slot of this case.
             (case.scenario.connections..case.scenario.conn_count())
-                .any(|c| case.tags.from_local(c) == b)
+                .any(|c| case.tags.sent_by_local(c) == b)
         } else {
-            b == case.tags.to_local(conn)
+            b == case.tags.sent_to_local(conn)
         }
     };
     if let Some(&bad) = got.iter().find(|&&b| !allowed(b)) {
@@ -925,7 +925,7 @@ fn check_bytes(case: &Case, me: usize, op: &Op, conn: usize, owner: OwnerId, got
 fn check_drained(case: &Case, conn: usize, peer: &Peer) {
     let got = peer.drain();
     count_check(case, ViolationKind::Crosstalk);
-    let want = case.tags.from_local(conn);
+    let want = case.tags.sent_by_local(conn);
     if let Some(&bad) = got.iter().find(|&&b| b != want) {
         let from = match case.tags.decode(bad, case.scenario.conn_count()) {
             Some((c, false)) => format!("bytes written by connection {c}"),

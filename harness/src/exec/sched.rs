@@ -83,7 +83,7 @@ impl Scheduler {
     /// Let the first thread run, once every thread has arrived.
     pub fn begin(&self) {
         let mut st = self.lock();
-        while st.status.iter().any(|s| *s == Status::Away) {
+        while st.status.contains(&Status::Away) {
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         st.started = true;

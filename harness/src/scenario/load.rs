@@ -287,7 +287,7 @@ fn decode_error(file: &Path, text: &str, e: &serde_json::Error) -> ScenarioError
             let reported = (e.line() > 0).then(|| span::offset_of(text, e.line(), e.column()));
             let offset = match &root {
                 Some(root) => match first_bad_op(root, text) {
-                    Some(op) if reported.map_or(true, |at| op.start <= at) => {
+                    Some(op) if reported.is_none_or(|at| op.start <= at) => {
                         refine(op, op.start, &message).unwrap_or(op.start)
                     }
                     _ => reported
