@@ -111,12 +111,24 @@ mod tests {
 
     #[test]
     fn one_lane_per_thread_and_last_event_marked() {
-        let l = Lanes::from_trace(&[ev(1, "reader", "read"), ev(2, "closer", "close"), ev(3, "reader", "read")]);
+        let l = Lanes::from_trace(&[
+            ev(1, "reader", "read"),
+            ev(2, "closer", "close"),
+            ev(3, "reader", "read"),
+        ]);
         assert_eq!(l.threads, vec!["reader", "closer"]);
-        assert_eq!(l.rows.iter().map(|r| r.lane).collect::<Vec<_>>(), vec![0, 1, 0]);
+        assert_eq!(
+            l.rows.iter().map(|r| r.lane).collect::<Vec<_>>(),
+            vec![0, 1, 0]
+        );
         assert!(l.rows[2].marked && !l.rows[0].marked && !l.rows[1].marked);
         let text = l.render_text(16);
-        assert!(text.lines().nth(3).is_some_and(|line| line.starts_with(">>")), "{text}");
+        assert!(
+            text.lines()
+                .nth(3)
+                .is_some_and(|line| line.starts_with(">>")),
+            "{text}"
+        );
         assert!(text.contains("close(7) #3"));
     }
 }

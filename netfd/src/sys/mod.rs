@@ -385,7 +385,13 @@ pub fn epoll_wait(
             // SAFETY: `events` is valid for writes of `events.len()` entries
             // and `ts` lives for the call; a null sigmask keeps the mask.
             let n = unsafe {
-                libc::epoll_pwait2(epfd, events.as_mut_ptr(), events.len() as i32, &ts, std::ptr::null())
+                libc::epoll_pwait2(
+                    epfd,
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    &ts,
+                    std::ptr::null(),
+                )
             };
             if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
                 NO_PWAIT2.store(true, Ordering::Relaxed);
