@@ -23,6 +23,7 @@
 //! Threads that hang are left behind (a thread cannot be killed); the caller
 //! stops running a scenario after its first hang.
 
+pub mod pool;
 pub mod sched;
 
 use crate::ledger::{Ledger, LedgerViolation};
@@ -416,11 +417,8 @@ pub fn run_case(
     for t in 0..threads {
         let case = case.clone();
         let seed = cfg.seed ^ ((t as u64 + 1) << 32);
-        let h = std::thread::Builder::new()
-            .name(format!("case-{}", scenario.threads[t].name))
-            .stack_size(256 << 10)
-            .spawn(move || worker(case, t, seed))
-            .map_err(|e| setup_err("spawn thread", e))?;
+        let h =
+            pool::spawn(move || worker(case, t, seed)).map_err(|e| setup_err("spawn thread", e))?;
         handles.push(h);
     }
     if cfg.mode == Mode::Controlled {
@@ -429,7 +427,7 @@ pub fn run_case(
     let hung = supervise(&case, cfg.hang_bound);
     for (t, h) in handles.into_iter().enumerate() {
         if !hung.contains(&t) {
-            let _ = h.join();
+            h.join();
         }
     }
     if hung.is_empty() {
