@@ -1141,10 +1141,18 @@ fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
                     Found {
                         kind: ViolationKind::Hang,
                         fd: -1,
+                        // The socket the op waits on: its connection, or
+                        // the listener of an accept.
                         owner: op
                             .conn()
                             .and_then(|c| conn_of(case, c))
-                            .map_or(0, |c| c.owner().0),
+                            .map(|c| c.owner().0)
+                            .or_else(|| {
+                                op.listener()
+                                    .and_then(|l| listener_of(case, l))
+                                    .map(|l| l.owner().0)
+                            })
+                            .unwrap_or(0),
                         holder: None,
                         op: op.to_string(),
                         thread: thread_name(case, t),

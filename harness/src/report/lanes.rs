@@ -74,7 +74,7 @@ impl Lanes {
             c
         };
         let mut out = String::new();
-        out.push_str("      ");
+        out.push_str("       ");
         for t in &self.threads {
             out.push_str(&cell(t));
             out.push_str(" | ");
@@ -82,7 +82,7 @@ impl Lanes {
         out.push('\n');
         for r in &self.rows {
             out.push_str(if r.marked { ">>" } else { "  " });
-            out.push_str(&format!("{:>4}", r.seq % 10_000));
+            out.push_str(&format!("{:>4} ", r.seq % 10_000));
             for lane in 0..self.threads.len() {
                 let text = if lane == r.lane { r.text.as_str() } else { "" };
                 out.push_str(&cell(text));
