@@ -162,6 +162,7 @@ pub fn run_generated_family(
         max_shrink_iters: 512,
         max_shrink_time: plan.max_shrink_time,
         shard: plan.shard,
+        confirm: 1,
         fail_on: Vec::new(),
     };
     let on_case = |i: u64| progress(GENERATED, i);

@@ -190,3 +190,42 @@ fn a_case_depends_on_the_run_seed_and_its_index_only() {
     assert!(same_seed < 5, "{same_seed} neighbouring cases are equal");
     assert!(other_seed < 5, "{other_seed} cases equal across seeds");
 }
+
+#[test]
+fn shrinking_reaches_a_small_case_for_a_deterministic_failure() {
+    // A stand-in for a race: "fails" when some thread closes a connection
+    // another thread also uses. Shrinking must strip everything else.
+    let cfg = GenConfig::new(Mode::Controlled, 9, 1);
+    let strategy = case_strategy(Bounds::default());
+    let fails = |c: GenCase| close_races_an_op(&c.scenario);
+    let mut shrunk = 0;
+    for i in 0..40 {
+        let mut runner = TestRunner::new_with_rng(proptest_config(&cfg), case_rng(9, i));
+        let tree = strategy.new_tree(&mut runner).expect("tree");
+        let Some(minimal) = harness::gen::shrink(tree, &fails, 2000) else {
+            continue;
+        };
+        shrunk += 1;
+        assert!(
+            close_races_an_op(&minimal.scenario),
+            "case {i}: the minimal case must still fail"
+        );
+        check(&minimal).unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let (threads, ops) = minimal.size();
+        assert_eq!(
+            threads,
+            2,
+            "case {i}: {}",
+            minimal.scenario.to_json_pretty()
+        );
+        assert!(
+            ops <= 4,
+            "case {i}: {ops} ops left: {}",
+            minimal.scenario.to_json_pretty()
+        );
+    }
+    assert!(
+        shrunk >= 20,
+        "only {shrunk} of 40 draws failed the predicate"
+    );
+}

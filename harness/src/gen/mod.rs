@@ -43,7 +43,7 @@ mod runner;
 mod strategy;
 
 pub use runner::{
-    case_rng, fails, proptest_config, run_generated, run_one_case, CaseStats, GenConfig,
+    case_rng, fails, proptest_config, run_generated, run_one_case, shrink, CaseStats, GenConfig,
     GenFailure, GenRun,
 };
 pub use strategy::{

@@ -5,10 +5,13 @@
 //!   ChaCha seeded from `(run seed, i)` ([`case_rng`]), so any case of any
 //!   run can be drawn again from the run's seed and its index.
 //! - The case runs through [`exec::run_case`]; it *fails* when the outcome
-//!   holds any violation. [`TestRunner::run_one`] then shrinks it: every
-//!   simplification is run the same way and kept if it still fails. Shrinking
-//!   is bounded by iterations and by time ([`GenConfig::max_shrink_iters`],
-//!   [`GenConfig::max_shrink_time`]).
+//!   holds a violation ([`fails`]). [`shrink`] then walks proptest's value
+//!   tree: every simplification is run the same way and kept if it still
+//!   fails. Shrinking is bounded by iterations and by time
+//!   ([`GenConfig::max_shrink_iters`], [`GenConfig::max_shrink_time`]).
+//! - While shrinking, a simpler case counts as failing only if it fails
+//!   [`GenConfig::confirm`] more times in a row, so the minimal case's
+//!   failure is one its schedule decides, not a lucky timing.
 //! - The minimal case's violations and the schedule it actually followed
 //!   (the executor's recorded decisions) come from the last run that failed
 //!   with exactly that case; if shrinking ended on a case whose last run
@@ -21,7 +24,7 @@ use crate::exec::{self, CaseConfig, CaseOutcome, Found, Rng, SetupError};
 use crate::report::{Mode, ViolationKind};
 use crate::target::Target;
 use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,6 +48,9 @@ pub struct GenConfig {
     /// Run only the cases whose index is `index` modulo `count` (one shard
     /// of a run split over several machines; `index` is 0-based).
     pub shard: Option<(u64, u64)>,
+    /// While shrinking, how many more times a simpler case that failed must
+    /// fail again to count as failing.
+    pub confirm: u32,
     /// A case fails when it finds a violation of one of these kinds (empty:
     /// of any kind). Measurements use it to time one race rather than
     /// whichever violation comes first.
@@ -64,6 +70,7 @@ impl GenConfig {
             max_shrink_iters: 512,
             max_shrink_time: Duration::from_secs(20),
             shard: None,
+            confirm: 1,
             fail_on: Vec::new(),
         }
     }
@@ -146,7 +153,9 @@ pub fn proptest_config(cfg: &GenConfig) -> Config {
     Config {
         cases: 1,
         max_shrink_iters: if cfg.shrink { cfg.max_shrink_iters } else { 0 },
-        max_shrink_time: u32::try_from(cfg.max_shrink_time.as_millis()).unwrap_or(u32::MAX),
+        // The runner enforces `max_shrink_time` itself (a run past it
+        // passes without running), so proptest never aborts noisily.
+        max_shrink_time: 0,
         failure_persistence: None,
         source_file: None,
         max_local_rejects: 1 << 16,
@@ -174,13 +183,6 @@ pub fn run_one_case(
     case: &GenCase,
 ) -> Result<CaseOutcome, SetupError> {
     exec::run_case(target.clone(), &case.scenario, &case_config(cfg, case))
-}
-
-fn kinds(found: &[Found]) -> String {
-    let mut k: Vec<&str> = found.iter().map(|f| f.kind.name()).collect();
-    k.sort_unstable();
-    k.dedup();
-    k.join(",")
 }
 
 /// Per-case state shared with the test closure (proptest wants `Fn`).
@@ -215,30 +217,52 @@ pub fn run_generated(
             .map_err(|e| SetupError(format!("generating case {i}: {e}")))?;
         let drawn = tree.current();
         let state = RefCell::new(CaseState::default());
-        let test = |case: GenCase| -> Result<(), TestCaseError> {
+        // Whether `case` fails (as `cfg` counts failures); records the runs.
+        let test = |case: GenCase| -> bool {
             let mut st = state.borrow_mut();
-            st.runs += 1;
-            if st.setup_error.is_some() {
-                return Ok(());
+            let out_of_time = st
+                .first
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() >= cfg.max_shrink_time);
+            if st.setup_error.is_some() || out_of_time {
+                return false;
             }
+            st.runs += 1;
             let outcome = match run_one_case(&target, cfg, &case) {
                 Ok(o) => o,
                 Err(e) => {
                     st.setup_error = Some(e);
-                    return Ok(());
+                    return false;
                 }
             };
             if st.runs == 1 {
                 st.first = Some((outcome.clone(), Instant::now()));
             }
             if !fails(cfg, &outcome) {
-                return Ok(());
+                return false;
             }
-            let why = kinds(&outcome.found);
+            // While shrinking, a simpler case counts as failing only if it
+            // fails again: a failure that depends on timing outside the
+            // schedule (the teardown's closes, the poll thread, a deadline)
+            // would otherwise leave a minimal case that rarely replays.
+            let mut outcome = outcome;
+            if st.runs > 1 {
+                for _ in 0..cfg.confirm {
+                    match run_one_case(&target, cfg, &case) {
+                        Ok(again) if fails(cfg, &again) => outcome = again,
+                        Ok(_) => return false,
+                        Err(e) => {
+                            st.setup_error = Some(e);
+                            return false;
+                        }
+                    }
+                }
+            }
             st.last_failing = Some((case, outcome));
-            Err(TestCaseError::fail(why))
+            true
         };
-        let result = runner.run_one(tree, test);
+        let iters = if cfg.shrink { cfg.max_shrink_iters } else { 0 };
+        let result = shrink(tree, &test, iters);
         let st = state.into_inner();
         if let Some(e) = st.setup_error {
             return Err(SetupError(format!("generated case {i}: {}", e.0)));
@@ -249,13 +273,8 @@ pub fn run_generated(
         run.stats.absorb(&first);
         progress(i);
         match result {
-            Ok(_) => {}
-            Err(TestError::Abort(why)) => {
-                return Err(SetupError(format!(
-                    "generated case {i}: proptest aborted: {why}"
-                )))
-            }
-            Err(TestError::Fail(_, minimal)) => {
+            None => {}
+            Some(minimal) => {
                 let minimal_outcome = match st.last_failing {
                     Some((c, o)) if c == minimal => o,
                     _ => rerun_until_failing(&target, cfg, &minimal, 5)?.unwrap_or_else(|| {
@@ -285,6 +304,40 @@ pub fn run_generated(
     }
     run.elapsed = started.elapsed();
     Ok(run)
+}
+
+/// Run `fails` on the tree's value and, if it fails, shrink it through
+/// proptest's value tree: simplify while the simpler value still fails,
+/// partly undo a simplification that passes. Unlike
+/// `TestRunner::run_one`, a passing simplification that cannot be undone
+/// does not end shrinking (with racy failures that happens early): the next
+/// `simplify` moves on to another part of the case. Returns the last
+/// failing value, or `None` if the first one passed.
+pub fn shrink<V: ValueTree<Value = GenCase>>(
+    mut tree: V,
+    fails: &dyn Fn(GenCase) -> bool,
+    max_iters: u32,
+) -> Option<GenCase> {
+    let first = tree.current();
+    if !fails(first.clone()) {
+        return None;
+    }
+    let mut minimal = first;
+    let mut iters = 0u32;
+    'simplify: while iters < max_iters && tree.simplify() {
+        loop {
+            iters += 1;
+            let v = tree.current();
+            if fails(v.clone()) {
+                minimal = v;
+                continue 'simplify;
+            }
+            if iters >= max_iters || !tree.complicate() {
+                continue 'simplify;
+            }
+        }
+    }
+    Some(minimal)
 }
 
 /// Whether `o` is a failure as `cfg` counts them.
