@@ -203,12 +203,22 @@ fn unix(opts: Options) {
 }
 
 fn dial_refused(opts: Options) {
-    // A port nobody listens on: bind, note the port, close.
-    let l = TcpListener::bind_with(LO4.parse().unwrap(), opts).unwrap();
-    let addr: SocketAddr = l.local_addr().unwrap();
-    l.close().unwrap();
-    let err = TcpStream::connect_with(addr, opts).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    // A port nobody listens on: bind, note the port, close. Tests run in
+    // parallel in this process, so another test may take the freed port
+    // before the dial: then try another port.
+    for _ in 0..5 {
+        let l = TcpListener::bind_with(LO4.parse().unwrap(), opts).unwrap();
+        let addr: SocketAddr = l.local_addr().unwrap();
+        l.close().unwrap();
+        match TcpStream::connect_with(addr, opts) {
+            Err(err) => {
+                assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+                return;
+            }
+            Ok(taken) => taken.close().unwrap(),
+        }
+    }
+    panic!("five closed ports in a row were taken by other tests before the dial");
 }
 
 fn ipv6_available() -> bool {

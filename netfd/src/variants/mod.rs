@@ -15,6 +15,7 @@
 pub(crate) mod go2009_closeack;
 pub(crate) mod go2009_refcount;
 pub(crate) mod naive_close;
+pub(crate) mod optimistic;
 pub(crate) mod shared;
 
 use std::fmt;

@@ -15,105 +15,33 @@
 //! Same-direction operations are serialised by a mutex each, and Close wakes
 //! parked operations, so that the one thing wrong here is the number.
 
-use super::shared::{self, lock};
-use crate::error;
-use crate::poll::{Dir, Poller, WaitPath};
+use super::optimistic::OptimisticFd;
+use crate::poll::{Dir, WaitPath};
 use crate::probe::{self, OwnerId, SyncPoint};
-use crate::sys::{self, SockAddr};
+use crate::sys;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-pub(crate) struct NaiveClose {
-    sysfd: AtomicI32,
-    owner: OwnerId,
-    rio: Mutex<()>,
-    wio: Mutex<()>,
-    poller: Poller,
+/// Every operation but Close is [`OptimisticFd`]'s.
+pub(crate) struct NaiveClose(OptimisticFd);
+
+impl std::ops::Deref for NaiveClose {
+    type Target = OptimisticFd;
+    fn deref(&self) -> &OptimisticFd {
+        &self.0
+    }
 }
 
 impl NaiveClose {
     pub(crate) fn new(sysfd: RawFd, owner: OwnerId, path: WaitPath) -> io::Result<Self> {
-        Ok(NaiveClose {
-            sysfd: AtomicI32::new(sysfd),
-            owner,
-            rio: Mutex::new(()),
-            wio: Mutex::new(()),
-            poller: Poller::new(path, sysfd, owner)?,
-        })
-    }
-
-    fn number(&self) -> io::Result<RawFd> {
-        match self.sysfd.load(Relaxed) {
-            n if n < 0 => Err(error::closed()),
-            n => Ok(n),
-        }
-    }
-
-    fn check(&self) -> io::Result<()> {
-        self.number()?;
-        probe::sync_point(SyncPoint::AfterClosedCheck, self.owner);
-        Ok(())
-    }
-
-    fn io<T>(&self, dir: Dir, op: impl FnMut(RawFd) -> io::Result<T>) -> io::Result<T> {
-        shared::io_loop(&self.poller, self.owner, dir, || self.number(), op)
-    }
-
-    pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.check()?;
-        let _rio = lock(&self.rio);
-        self.io(Dir::Read, |fd| sys::read(fd, self.owner, buf))
-    }
-
-    pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.check()?;
-        let _wio = lock(&self.wio);
-        shared::write_all(buf, |rest| {
-            self.io(Dir::Write, |fd| sys::write(fd, self.owner, rest))
-        })
-    }
-
-    pub(crate) fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SockAddr)> {
-        self.check()?;
-        let _rio = lock(&self.rio);
-        self.io(Dir::Read, |fd| sys::recv_from(fd, self.owner, buf))
-    }
-
-    pub(crate) fn send_to(&self, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
-        self.check()?;
-        let _wio = lock(&self.wio);
-        self.io(Dir::Write, |fd| sys::send_to(fd, self.owner, buf, addr))
-    }
-
-    pub(crate) fn accept(&self, new_owner: OwnerId) -> io::Result<(RawFd, SockAddr)> {
-        self.check()?;
-        self.io(Dir::Read, |fd| sys::accept(fd, self.owner, new_owner))
-    }
-
-    pub(crate) fn connect(&self, addr: &SockAddr) -> io::Result<()> {
-        self.check()?;
-        let _wio = lock(&self.wio);
-        if shared::connect_started(self.number()?, self.owner, addr)? {
-            return Ok(());
-        }
-        self.io(Dir::Write, |fd| shared::connect_finished(fd, self.owner))
-    }
-
-    pub(crate) fn control<T>(
-        &self,
-        f: impl FnOnce(RawFd, OwnerId) -> io::Result<T>,
-    ) -> io::Result<T> {
-        self.check()?;
-        f(self.number()?, self.owner)
+        OptimisticFd::new(sysfd, owner, path).map(NaiveClose)
     }
 
     pub(crate) fn set_deadline(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
         self.check()?;
-        self.poller.desc().set_deadline(dir, deadline);
-        probe::sync_point(SyncPoint::AfterSetDeadline, self.owner);
+        self.store_deadline(dir, deadline);
         Ok(())
     }
 
@@ -131,12 +59,7 @@ impl NaiveClose {
         probe::sync_point(SyncPoint::BeforeCloseReturn, self.owner);
         r
     }
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.sysfd.load(Relaxed) < 0
-    }
 }
-
 impl Drop for NaiveClose {
     fn drop(&mut self) {
         if self.sysfd.load(Relaxed) >= 0 {
