@@ -113,17 +113,16 @@ impl Go2009Refcount {
         Ok(self.sysfd.load(Relaxed))
     }
 
+    /// The shared I/O loop on the number as loaded before each attempt.
+    fn io<T>(&self, dir: Dir, op: impl FnMut(RawFd) -> io::Result<T>) -> io::Result<T> {
+        shared::io_loop(&self.poller, self.owner, dir, || self.number(), op)
+    }
+
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.check()?;
         let _rio = lock(&self.rio);
         let _ref = self.incref();
-        shared::io_loop(
-            &self.poller,
-            self.owner,
-            Dir::Read,
-            || self.number(),
-            |fd| sys::read(fd, self.owner, buf),
-        )
+        self.io(Dir::Read, |fd| sys::read(fd, self.owner, buf))
     }
 
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -131,13 +130,7 @@ impl Go2009Refcount {
         let _wio = lock(&self.wio);
         let _ref = self.incref();
         shared::write_all(buf, |rest| {
-            shared::io_loop(
-                &self.poller,
-                self.owner,
-                Dir::Write,
-                || self.number(),
-                |fd| sys::write(fd, self.owner, rest),
-            )
+            self.io(Dir::Write, |fd| sys::write(fd, self.owner, rest))
         })
     }
 
@@ -145,39 +138,21 @@ impl Go2009Refcount {
         self.check()?;
         let _rio = lock(&self.rio);
         let _ref = self.incref();
-        shared::io_loop(
-            &self.poller,
-            self.owner,
-            Dir::Read,
-            || self.number(),
-            |fd| sys::recv_from(fd, self.owner, buf),
-        )
+        self.io(Dir::Read, |fd| sys::recv_from(fd, self.owner, buf))
     }
 
     pub(crate) fn send_to(&self, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
         self.check()?;
         let _wio = lock(&self.wio);
         let _ref = self.incref();
-        shared::io_loop(
-            &self.poller,
-            self.owner,
-            Dir::Write,
-            || self.number(),
-            |fd| sys::send_to(fd, self.owner, buf, addr),
-        )
+        self.io(Dir::Write, |fd| sys::send_to(fd, self.owner, buf, addr))
     }
 
     /// Go's `accept` took a reference but no direction lock.
     pub(crate) fn accept(&self, new_owner: OwnerId) -> io::Result<(RawFd, SockAddr)> {
         self.check()?;
         let _ref = self.incref();
-        shared::io_loop(
-            &self.poller,
-            self.owner,
-            Dir::Read,
-            || self.number(),
-            |fd| sys::accept(fd, self.owner, new_owner),
-        )
+        self.io(Dir::Read, |fd| sys::accept(fd, self.owner, new_owner))
     }
 
     /// Go connected before the descriptor became a netFD; here connect is one
@@ -189,13 +164,7 @@ impl Go2009Refcount {
         if shared::connect_started(self.sysfd.load(Relaxed), self.owner, addr)? {
             return Ok(());
         }
-        shared::io_loop(
-            &self.poller,
-            self.owner,
-            Dir::Write,
-            || self.number(),
-            |fd| shared::connect_finished(fd, self.owner),
-        )
+        self.io(Dir::Write, |fd| shared::connect_finished(fd, self.owner))
     }
 
     /// Socket options: Go's `setReadBuffer` & co. (incref, syscall, decref).
