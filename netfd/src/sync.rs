@@ -3,9 +3,11 @@
 //! descriptor against loom's types under these same names (see
 //! `netfd/tests/loom_*.rs`), so the code checked is the code that runs.
 
+/// A parked server-path waiter's handle: `current()`, `park()`, `unpark()`
+/// (the loom twin wraps `loom::thread`).
+pub(crate) use crate::poll::park::Thread;
 pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
-pub(crate) use std::thread::Thread;
 
 /// The clock deadlines are judged by. It lives here so the loom models can
 /// substitute a simulated clock that only moves when a model says so: a

@@ -35,7 +35,8 @@ pub enum Dir {
 pub(crate) enum Waker {
     /// The waiter polls its socket together with this eventfd.
     Fd(RawFd),
-    /// The waiter is parked; the poll server or a closer unparks it.
+    /// The waiter is parked on its own futex word (`poll/park.rs`); the
+    /// poll server or a closer unparks it.
     Thread(Thread),
 }
 

@@ -8,11 +8,13 @@
 //!   near blocking I/O (see the README's performance section).
 //! - [`WaitPath::Server`]: the socket is registered with the process's
 //!   [poll server](server) (one epoll thread, edge-triggered, generation-tagged
-//!   registrations, a timer heap for deadlines); the parked thread sleeps and
-//!   the server unparks it. This is the path the historical protocols were
+//!   registrations, a timer heap for deadlines); the parked thread sleeps on
+//!   its own futex word in the kernel's global futex hash ([`park`]) and the
+//!   server wakes it. This is the path the historical protocols were
 //!   built on.
 
 pub(crate) mod desc;
+pub(crate) mod park;
 pub mod server;
 
 pub use desc::{Dir, PollDesc};
@@ -148,10 +150,8 @@ impl Poller {
     }
 
     fn wait_server(&self, dir: Dir, token: server::Token, owner: OwnerId) -> io::Result<()> {
-        let Some(armed) = self
-            .pd
-            .arm(dir, Waker::Thread(std::thread::current()), true)?
-        else {
+        let me = crate::sync::Thread::current()?;
+        let Some(armed) = self.pd.arm(dir, Waker::Thread(me.clone()), true)? else {
             return Ok(());
         };
         if let Some(at) = armed.deadline {
@@ -159,7 +159,7 @@ impl Poller {
         }
         probe::sync_point(SyncPoint::BeforePark, owner);
         while self.pd.is_armed(dir) {
-            std::thread::park();
+            me.park();
         }
         probe::sync_point(SyncPoint::AfterWake, owner);
         self.pd.check(dir)

@@ -328,7 +328,11 @@ mod tests {
         let server = Server::new().unwrap();
         let (old, new, fd, pd) = old_and_new(&server);
         assert!(pd
-            .arm(Dir::Read, Waker::Thread(std::thread::current()), true)
+            .arm(
+                Dir::Read,
+                Waker::Thread(crate::sync::Thread::current().unwrap()),
+                true
+            )
             .unwrap()
             .is_some());
 
@@ -367,7 +371,11 @@ mod tests {
         let past = Instant::now();
         let seq = pd.set_deadline(Dir::Read, Some(past + std::time::Duration::from_secs(600)));
         assert!(pd
-            .arm(Dir::Read, Waker::Thread(std::thread::current()), true)
+            .arm(
+                Dir::Read,
+                Waker::Thread(crate::sync::Thread::current().unwrap()),
+                true
+            )
             .unwrap()
             .is_some());
 

@@ -419,6 +419,137 @@ pub fn epoll_wait(
     Ok(n as usize)
 }
 
+/// A 32-bit futex word laid out for `FUTEX2_NUMA`: the value, then the NUMA
+/// node the kernel files its waiters under (`u32::MAX` until the kernel
+/// picks one on first use).
+#[repr(C, align(8))]
+pub struct FutexWord {
+    pub value: std::sync::atomic::AtomicU32,
+    node: std::sync::atomic::AtomicU32,
+}
+
+impl FutexWord {
+    pub const fn new(value: u32) -> FutexWord {
+        FutexWord {
+            value: std::sync::atomic::AtomicU32::new(value),
+            node: std::sync::atomic::AtomicU32::new(u32::MAX),
+        }
+    }
+}
+
+/// Which hash table the kernel files a parked thread's futex in.
+///
+/// Since Linux 6.16 a process's private futexes share a private hash sized
+/// from its CPUs (16 buckets on 2 CPUs), and a wake walks its whole bucket:
+/// with N threads parked each wake costs O(N / 16). The global hash has
+/// 256 × CPUs buckets (512 on 2 CPUs). `FUTEX2_NUMA` (6.16) files a private futex in the
+/// global hash of its node without the page lookup a shared futex costs;
+/// where it is missing, a shared (non-private) futex lands in the global
+/// hash on every kernel. Chosen once per process, so a waiter and its
+/// waker always agree on the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FutexHash {
+    GlobalNuma,
+    GlobalShared,
+}
+
+const SYS_FUTEX_WAKE: libc::c_long = 454;
+const SYS_FUTEX_WAIT: libc::c_long = 455;
+const FUTEX2_SIZE_U32: u32 = 0x02;
+const FUTEX2_NUMA: u32 = 0x04;
+const FUTEX2_PRIVATE: u32 = 128;
+const FUTEX2_FLAGS: u32 = FUTEX2_SIZE_U32 | FUTEX2_NUMA | FUTEX2_PRIVATE;
+const FUTEX_BITSET_MATCH_ANY: u64 = 0xffff_ffff;
+
+/// The futex hash this process parks threads in (probed once).
+pub fn futex_hash() -> FutexHash {
+    static HASH: std::sync::OnceLock<FutexHash> = std::sync::OnceLock::new();
+    *HASH.get_or_init(|| {
+        static PROBE: FutexWord = FutexWord::new(0);
+        // SAFETY: `PROBE` is a static, 8-aligned FutexWord (value, node), as
+        // FUTEX2_NUMA requires; waking nobody changes no memory but the node.
+        let r = unsafe {
+            libc::syscall(
+                SYS_FUTEX_WAKE,
+                PROBE.value.as_ptr(),
+                FUTEX_BITSET_MATCH_ANY,
+                1,
+                FUTEX2_FLAGS,
+            )
+        };
+        if r >= 0 {
+            FutexHash::GlobalNuma
+        } else {
+            FutexHash::GlobalShared
+        }
+    })
+}
+
+/// Block while `word.value == expected`, until a [`futex_wake`], a signal or
+/// a spurious wake-up; the caller re-checks its condition. Not probed: it
+/// names no descriptor.
+pub fn futex_wait(word: &FutexWord, expected: u32) {
+    futex_wait_in(futex_hash(), word, expected)
+}
+
+/// [`futex_wait`] in a given hash (tests exercise both).
+pub fn futex_wait_in(hash: FutexHash, word: &FutexWord, expected: u32) {
+    let addr = word.value.as_ptr();
+    // Errors (EAGAIN: the value changed; EINTR) all mean "look again".
+    match hash {
+        // SAFETY: `word` is a live, 8-aligned FutexWord for the call; a null
+        // timeout blocks without a time limit.
+        FutexHash::GlobalNuma => unsafe {
+            libc::syscall(
+                SYS_FUTEX_WAIT,
+                addr,
+                u64::from(expected),
+                FUTEX_BITSET_MATCH_ANY,
+                FUTEX2_FLAGS,
+                std::ptr::null::<libc::timespec>(),
+                libc::CLOCK_MONOTONIC,
+            );
+        },
+        // SAFETY: `word` is live for the call; a null timeout blocks without
+        // a time limit.
+        FutexHash::GlobalShared => unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                addr,
+                libc::FUTEX_WAIT,
+                expected,
+                std::ptr::null::<libc::timespec>(),
+            );
+        },
+    }
+}
+
+/// Wake one thread blocked in [`futex_wait`] on `word`. Not probed.
+pub fn futex_wake(word: &FutexWord) {
+    futex_wake_in(futex_hash(), word)
+}
+
+/// [`futex_wake`] in a given hash; it must be the one the waiter used.
+pub fn futex_wake_in(hash: FutexHash, word: &FutexWord) {
+    let addr = word.value.as_ptr();
+    match hash {
+        // SAFETY: `word` is a live, 8-aligned FutexWord for the call.
+        FutexHash::GlobalNuma => unsafe {
+            libc::syscall(
+                SYS_FUTEX_WAKE,
+                addr,
+                FUTEX_BITSET_MATCH_ANY,
+                1,
+                FUTEX2_FLAGS,
+            );
+        },
+        // SAFETY: `word` is live for the call.
+        FutexHash::GlobalShared => unsafe {
+            libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAKE, 1);
+        },
+    }
+}
+
 /// The kernel's identity of the open file behind `fd` (device, inode), or
 /// `None` when the number is not open. Evidence for observers: two owners
 /// that saw different inodes behind one number were given different sockets.

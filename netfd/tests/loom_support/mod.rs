@@ -62,7 +62,24 @@ pub mod sync {
     #![allow(unused_imports)]
     pub use loom::sync::atomic::{AtomicU64, Ordering};
     pub use loom::sync::{Condvar, Mutex, MutexGuard};
-    pub use loom::thread::Thread;
+
+    /// Production's parker (`src/poll/park.rs`: a futex word) has
+    /// `loom::thread`'s park/unpark contract; the models use loom's.
+    #[derive(Clone)]
+    pub struct Thread(loom::thread::Thread);
+
+    impl Thread {
+        pub fn current() -> std::io::Result<Thread> {
+            Ok(Thread(loom::thread::current()))
+        }
+        /// Only the thread `current` was called on parks.
+        pub fn park(&self) {
+            loom::thread::park();
+        }
+        pub fn unpark(&self) {
+            self.0.unpark();
+        }
+    }
 
     /// The simulated clock (see [`World::now`](super::World::now)).
     pub fn now() -> std::time::Instant {

@@ -1,13 +1,14 @@
 //! `crate::poll` for the models: the real poll descriptor (`src/poll/desc.rs`,
 //! included at the crate root of each loom test) plus a [`Poller`] and a
 //! poll [`Server`] that stand in for `src/poll/mod.rs` and
-//! `src/poll/server.rs`, which call `std::thread::park`/`current` directly
-//! and run an epoll thread, and so cannot be compiled against loom.
+//! `src/poll/server.rs`, which make real syscalls (the futex parker, the
+//! direct path's eventfd) and run an epoll thread, and so cannot be
+//! compiled against loom.
 //!
 //! [`Poller`]'s methods (the two wait loops, the direct path's poll-first
-//! hint) are line-for-line copies of production's, with `std::thread`
-//! replaced by `loom::thread`, `Instant::now()` by the simulated clock and
-//! the hint's std atomics by loom's. Keep them in step with
+//! hint) are line-for-line copies of production's, with `Instant::now()`
+//! replaced by the simulated clock and the hint's std atomics by loom's
+//! (`crate::sync::Thread` is loom's thread handle here). Keep them in step with
 //! `src/poll/mod.rs` (see the report for the refactor that would remove the
 //! copy).
 //!
@@ -238,10 +239,8 @@ impl Poller {
     }
 
     fn wait_server(&self, dir: Dir, token: Token, owner: OwnerId) -> io::Result<()> {
-        let Some(armed) = self
-            .pd
-            .arm(dir, Waker::Thread(loom::thread::current()), true)?
-        else {
+        let me = crate::sync::Thread::current()?;
+        let Some(armed) = self.pd.arm(dir, Waker::Thread(me.clone()), true)? else {
             return Ok(());
         };
         if let Some(at) = armed.deadline {
@@ -249,7 +248,7 @@ impl Poller {
         }
         probe::sync_point(SyncPoint::BeforePark, owner);
         while self.pd.is_armed(dir) {
-            loom::thread::park();
+            me.park();
         }
         probe::sync_point(SyncPoint::AfterWake, owner);
         self.pd.check(dir)
