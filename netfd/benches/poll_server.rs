@@ -1,14 +1,21 @@
 //! N parked reads with deadlines: how late each wakes, and what each expiry
 //! costs as N grows, through the poll server against the direct wait path.
 //!
-//! One round: N UDP sockets (one descriptor each, so 10,000 readers fit the
-//! 20,000-descriptor limit without raising it), N reader threads with 64 KiB
-//! stacks, released together. Reader i sets its read deadline to its own
+//! The bench first raises its own soft descriptor limit to the hard limit
+//! (and prints both). One round: N UDP sockets (one descriptor each), N
+//! reader threads with 64 KiB stacks, released together. Reader i sets its read deadline to its own
 //! start + a lead (300 ms + N × 60 µs, so all N park before the first
 //! expires) + i/N of a window (`max(100 ms, N × spacing)`), and parks in
 //! `recv_from`; nothing is ever sent, so every read ends by its deadline.
-//! Rows keep the expiry rate at 10,000/s as N grows, then push N = 10,000
-//! to 50,000/s to show where the poll server saturates.
+//! Rows keep the expiry rate at 10,000/s as N grows (100 to 20,000), then
+//! push N = 10,000 to 50,000/s to show where the poll server saturates.
+//!
+//! `moves` rows: each reader first sets its deadline 10 × 10 ms before its
+//! final one and, once all N are parked, the main thread moves every
+//! deadline 10 ms later, 10 times, each move waking the parked reader, which
+//! re-arms (on the server path: a new timer; the old one stays in the heap
+//! and fires stale, waking nobody). The expiry phase then pays for 10 stale
+//! timers per real expiry; `move_us` is the main thread's time per move.
 //!
 //! Per reader: lateness = wake time − deadline (p50, p99, max; an early
 //! wake fails the run). Per round, from "all parked" to "all returned": the
@@ -23,8 +30,8 @@
 //!   deadline and unparks the reader.
 //! - `direct` (baseline): `WaitPath::Direct`, each reader's own ppoll
 //!   timeout. It needs a wake eventfd per parked thread, so N readers hold
-//!   2N descriptors: N = 10,000 would need 20,000 + the process's own, over
-//!   the limit, and is skipped (its largest N is 5,000).
+//!   2N descriptors; a row that needs more than the limit is skipped (with a
+//!   hard limit of 20,000, N = 10,000 needs 20,000 + the process's own).
 //!
 //! Not criterion: what matters is a distribution over concurrent waiters,
 //! not the time of a repeated call. `cargo bench` runs every row twice and
@@ -35,7 +42,7 @@ mod common;
 
 use netfd::{Options, UdpSocket, WaitPath};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -50,7 +57,13 @@ struct Round {
     cpu: Option<Cpu>,
     /// Readers that returned something other than the timeout.
     wrong: usize,
+    /// Main thread's wall time per deadline move, ns (moves rows).
+    move_ns: Option<u64>,
 }
+
+/// Deadline moves per reader in a `moves` row, and the step of each.
+const MOVES: u32 = 10;
+const MOVE_STEP: Duration = Duration::from_millis(10);
 
 /// Scheduler accounting, ns, from `/proc/self/task/*/schedstat`.
 #[derive(Clone, Copy, Default)]
@@ -127,7 +140,7 @@ fn wait_for(counter: &AtomicUsize, n: usize) {
     }
 }
 
-fn round(path: WaitPath, n: usize, spacing_us: u64) -> Round {
+fn round(path: WaitPath, n: usize, spacing_us: u64, moves: u32) -> Round {
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("loopback");
     let opts = Options::default().with_wait(path);
     let socks: Vec<UdpSocket> = (0..n)
@@ -137,7 +150,14 @@ fn round(path: WaitPath, n: usize, spacing_us: u64) -> Round {
     // Each reader's deadline counts from its own start, so it is always
     // armed before its deadline; the lead is long enough for all N to
     // park (and the CPU snapshot to be read) before the first one expires.
-    let lead = Duration::from_micros(300_000 + 60 * n as u64);
+    // Moves cost a wake-up and a re-arm each; budget 40 µs per move, and
+    // the first (earliest) deadline sits `moves` steps before the final one.
+    let lead = Duration::from_micros(300_000 + 60 * n as u64)
+        + Duration::from_micros(40 * u64::from(moves) * n as u64)
+        + MOVE_STEP * moves;
+    // Each reader's final deadline, ns after `epoch`, for the mover.
+    let epoch = Instant::now();
+    let finals: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
     let start = Barrier::new(n + 1);
     let done = Barrier::new(n + 1);
     let parked = AtomicUsize::new(0);
@@ -156,17 +176,21 @@ fn round(path: WaitPath, n: usize, spacing_us: u64) -> Round {
             .enumerate()
             .map(|(i, sock)| {
                 let (start, done, first_deadline) = (&start, &done, &first_deadline);
+                let final_at = &finals[i];
                 let (parked, returned) = (&parked, &returned);
                 thread::Builder::new()
                     .stack_size(STACK)
                     .spawn_scoped(s, move || {
                         start.wait();
                         let at = Instant::now() + lead + window * i as u32 / n as u32;
+                        final_at.store((at - epoch).as_nanos() as u64, Ordering::Relaxed);
+                        let initial = at - MOVE_STEP * moves;
                         {
                             let mut first = first_deadline.lock().expect("bench mutex");
-                            *first = Some(first.map_or(at, |f: Instant| f.min(at)));
+                            *first = Some(first.map_or(initial, |f: Instant| f.min(initial)));
                         }
-                        sock.set_read_deadline(Some(at)).expect("set_read_deadline");
+                        sock.set_read_deadline(Some(initial))
+                            .expect("set_read_deadline");
                         parked.fetch_add(1, Ordering::Release);
                         let mut buf = [0u8; 16];
                         let r = sock.recv_from(&mut buf);
@@ -189,7 +213,21 @@ fn round(path: WaitPath, n: usize, spacing_us: u64) -> Round {
         wait_for(&parked, n);
         // `parked` counts readers about to park; give the last ones time.
         thread::sleep(Duration::from_millis(10));
+        let mut move_ns = None;
+        if moves > 0 {
+            let t0 = Instant::now();
+            for k in (0..moves).rev() {
+                for (sock, at) in socks.iter().zip(&finals) {
+                    let at = epoch + Duration::from_nanos(at.load(Ordering::Relaxed));
+                    sock.set_read_deadline(Some(at - MOVE_STEP * k))
+                        .expect("set_read_deadline");
+                }
+            }
+            move_ns = Some(t0.elapsed().as_nanos() as u64 / (u64::from(moves) * n as u64));
+        }
         let cpu0 = snapshot(&skip, poll.as_deref());
+        // With moves, the earliest timer (stale by now) is due at the
+        // earliest initial deadline; the snapshot must come before it.
         let first = first_deadline.lock().expect("bench mutex").expect("n > 0");
         let snapshot_late = Instant::now() > first;
         wait_for(&returned, n);
@@ -210,6 +248,7 @@ fn round(path: WaitPath, n: usize, spacing_us: u64) -> Round {
             lateness_ns,
             cpu,
             wrong,
+            move_ns,
         }
     })
 }
@@ -231,33 +270,51 @@ fn us(ns: i64) -> String {
 
 fn main() {
     let bench = common::bench_mode();
-    // (N, µs between deadlines): a steady 10,000 expiries/s as N grows,
-    // then N = 10,000 at 50,000/s to find where the poll server saturates.
-    let (rows, rounds): (&[(usize, u64)], usize) = if bench {
+    // (N, µs between deadlines, moves per deadline): a steady 10,000
+    // expiries/s as N grows, N = 10,000 at 50,000/s to find where the poll
+    // server saturates, then the deadline-moving workload.
+    let (rows, rounds): (&[(usize, u64, u32)], usize) = if bench {
         (
             &[
-                (100, 100),
-                (1000, 100),
-                (5000, 100),
-                (10000, 100),
-                (10000, 20),
+                (100, 100, 0),
+                (1000, 100, 0),
+                (5000, 100, 0),
+                (10000, 100, 0),
+                (20000, 100, 0),
+                (10000, 20, 0),
+                (1000, 100, MOVES),
+                (10000, 100, MOVES),
             ],
             2,
         )
     } else {
-        (&[(10, 100)], 1)
+        (&[(10, 100, 0), (10, 100, 2)], 1)
     };
+    match netfd::sys::raise_fd_limit() {
+        Ok((old, new)) if old == new => {
+            println!("this process's soft descriptor limit is already its hard limit, {new}")
+        }
+        Ok((old, new)) => println!(
+            "raised this process's soft descriptor limit from {old} to its hard limit {new}"
+        ),
+        Err(e) => println!("could not raise the soft descriptor limit: {e}"),
+    }
     let limit = netfd::sys::fd_limit() as usize;
     println!("poll_server: N parked UDP reads, deadlines spread over max(100 ms, N x spacing)");
-    println!("descriptor limit {limit}; {rounds} round(s) per row, pooled; times in us");
+    println!(
+        "descriptor limit {limit}; futex hash for server-path parking: {:?}; {rounds} round(s) per row, pooled; times in us",
+        netfd::sys::futex_hash()
+    );
     println!("cpu/exp: CPU of all threads but main per expiry; poll/exp: the poll server");
     println!("thread's CPU per expiry; poll_rq_ms: time per round the poll server thread");
-    println!("was runnable but had no CPU; fired: timers that woke a reader");
+    println!("was runnable but had no CPU; fired: timers that woke a reader; stale: timers");
+    println!("that fired for a moved deadline; move_us: main thread's time per deadline move");
     println!(
-        "{:<7} {:>6} {:>7} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>9} {:>11} {:>7}",
+        "{:<7} {:>6} {:>7} {:>5} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>9} {:>11} {:>7} {:>7} {:>8}",
         "path",
         "N",
         "exp/s",
+        "moves",
         "p50_late",
         "p99_late",
         "max_late",
@@ -266,34 +323,40 @@ fn main() {
         "cpu/exp",
         "poll/exp",
         "poll_rq_ms",
-        "fired"
+        "fired",
+        "stale",
+        "move_us"
     );
     let mut p99 = std::collections::HashMap::new();
-    for &(n, spacing) in rows {
+    let mut cpu_per_exp = std::collections::HashMap::new();
+    for &(n, spacing, moves) in rows {
         for path in [WaitPath::Server, WaitPath::Direct] {
             // Sockets, plus one wake eventfd per parked thread on the direct
             // path, plus the process's own (stdio, epoll, eventfds): 64.
             let need = n * if path == WaitPath::Direct { 2 } else { 1 } + 64;
             if need > limit {
                 println!(
-                    "{:<7} {:>6} {:>7} skipped: needs ~{need} descriptors, limit {limit}",
+                    "{:<7} {:>6} {:>7} {:>5} skipped: needs ~{need} descriptors, limit {limit}",
                     path.name(),
                     n,
-                    rate(n, spacing)
+                    rate(n, spacing),
+                    moves
                 );
                 continue;
             }
             let mut late = Vec::new();
             let mut cpu = Some(Cpu::default());
             let mut wrong = 0;
-            let fired0 = netfd::poll::stats().timers_fired;
+            let mut move_ns = 0;
+            let stats0 = netfd::poll::stats();
             for _ in 0..rounds {
-                let r = round(path, n, spacing);
+                let r = round(path, n, spacing, moves);
                 late.extend(r.lateness_ns);
                 cpu = cpu.zip(r.cpu).map(|(a, b)| a.add(b));
                 wrong += r.wrong;
+                move_ns += r.move_ns.unwrap_or(0) / rounds as u64;
             }
-            let fired = netfd::poll::stats().timers_fired - fired0;
+            let stats1 = netfd::poll::stats();
             late.sort_unstable();
             let early = late.iter().filter(|&&l| l < 0).count();
             let expiries = (n * rounds) as u64;
@@ -306,16 +369,28 @@ fn main() {
                 Some(c) => (us((c.all_run / expiries) as i64), "-".into(), "-".into()),
                 None => ("n/a".into(), "n/a".into(), "n/a".into()),
             };
-            let fired = if path == WaitPath::Server {
-                fired.to_string()
+            if let Some(c) = cpu {
+                cpu_per_exp.insert((path, n, spacing, moves), c.all_run / expiries);
+            }
+            let (fired, stale) = if path == WaitPath::Server {
+                (
+                    (stats1.timers_fired - stats0.timers_fired).to_string(),
+                    (stats1.timers_stale - stats0.timers_stale).to_string(),
+                )
+            } else {
+                ("-".into(), "-".into())
+            };
+            let move_us = if moves > 0 {
+                us(move_ns as i64)
             } else {
                 "-".into()
             };
             println!(
-                "{:<7} {:>6} {:>7} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>9} {:>11} {:>7}",
+                "{:<7} {:>6} {:>7} {:>5} {:>9} {:>9} {:>9} {:>8} {:>6} {:>9} {:>9} {:>11} {:>7} {:>7} {:>8}",
                 path.name(),
                 n,
                 rate(n, spacing),
+                moves,
                 us(pct(&late, 0.5)),
                 us(pct(&late, 0.99)),
                 us(*late.last().expect("n > 0")),
@@ -324,25 +399,45 @@ fn main() {
                 cpu_per,
                 poll_per,
                 poll_rq,
-                fired
+                fired,
+                stale,
+                move_us
             );
-            p99.insert((path, n, spacing), pct(&late, 0.99));
+            p99.insert((path, n, spacing, moves), pct(&late, 0.99));
             assert_eq!(wrong, 0, "{wrong} readers did not time out");
             assert_eq!(early, 0, "{early} readers woke before their deadline");
         }
     }
-    for &(n, spacing) in rows {
+    for &(n, spacing, moves) in rows {
         if let (Some(s), Some(d)) = (
-            p99.get(&(WaitPath::Server, n, spacing)),
-            p99.get(&(WaitPath::Direct, n, spacing)),
+            p99.get(&(WaitPath::Server, n, spacing, moves)),
+            p99.get(&(WaitPath::Direct, n, spacing, moves)),
         ) {
             eprintln!(
-                "ratio poll_server p99 lateness N={n} at {}/s: server / direct = {:.2} ({} us vs {} us)",
+                "ratio poll_server p99 lateness N={n} at {}/s moves={moves}: server / direct = {:.2} ({} us vs {} us)",
                 rate(n, spacing),
                 *s as f64 / (*d).max(1) as f64,
                 us(*s),
                 us(*d)
             );
+        }
+    }
+    // The target's other half: CPU per expiry against the same path's N = 100.
+    for path in [WaitPath::Server, WaitPath::Direct] {
+        let Some(&base) = cpu_per_exp.get(&(path, 100, 100, 0)) else {
+            continue;
+        };
+        for &(n, spacing, moves) in rows {
+            if let Some(&c) = cpu_per_exp.get(&(path, n, spacing, moves)) {
+                eprintln!(
+                    "ratio poll_server cpu/expiry {} N={n} at {}/s moves={moves} / N=100: {:.2} ({} us vs {} us)",
+                    path.name(),
+                    rate(n, spacing),
+                    c as f64 / base.max(1) as f64,
+                    us(c as i64),
+                    us(base as i64)
+                );
+            }
         }
     }
 }

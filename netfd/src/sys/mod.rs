@@ -577,3 +577,24 @@ pub fn fd_limit() -> u64 {
     }
     lim.rlim_cur
 }
+
+/// Raise the process's soft limit on open descriptors to its hard limit.
+/// Returns (old soft limit, new soft limit). For benches and tools that own
+/// their process; the library never calls it.
+pub fn raise_fd_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is valid for writes for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let old = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: `lim` is a valid rlimit for the call.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((old, lim.rlim_cur))
+}
