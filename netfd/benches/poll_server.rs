@@ -33,6 +33,9 @@
 //!   2N descriptors; a row that needs more than the limit is skipped (with a
 //!   hard limit of 20,000, N = 10,000 needs 20,000 + the process's own).
 //!
+//! A filter argument selects rows by `path/n=N/rate=R/moves=M/`, e.g.
+//! `cargo bench -p netfd --bench poll_server -- server/n=10000/rate=10000/`.
+//!
 //! Not criterion: what matters is a distribution over concurrent waiters,
 //! not the time of a repeated call. `cargo bench` runs every row twice and
 //! pools the rounds; `cargo test --benches` runs one tiny round as a smoke
@@ -331,6 +334,15 @@ fn main() {
     let mut cpu_per_exp = std::collections::HashMap::new();
     for &(n, spacing, moves) in rows {
         for path in [WaitPath::Server, WaitPath::Direct] {
+            // `cargo bench --bench poll_server -- server/n=10000/` runs one row.
+            let name = format!(
+                "{}/n={n}/rate={}/moves={moves}/",
+                path.name(),
+                rate(n, spacing)
+            );
+            if !common::selected(&name) {
+                continue;
+            }
             // Sockets, plus one wake eventfd per parked thread on the direct
             // path, plus the process's own (stdio, epoll, eventfds): 64.
             let need = n * if path == WaitPath::Direct { 2 } else { 1 } + 64;

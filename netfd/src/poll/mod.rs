@@ -16,6 +16,7 @@
 pub(crate) mod desc;
 pub(crate) mod park;
 pub mod server;
+mod timers;
 
 pub use desc::{Dir, PollDesc};
 pub use server::{stats, PollStats};

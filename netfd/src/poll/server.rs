@@ -10,15 +10,17 @@
 //!   number (Go #59545): it is counted as stale and dropped.
 //! - Deregistration happens before the descriptor is closed, while the
 //!   caller still owns the number.
-//! - Timers sit in a binary heap ordered by expiry; a timer carries the
-//!   deadline sequence it was armed for, and a stale one wakes nobody.
-//!   Cost per timer: O(log n) to arm and to fire.
+//! - Timers sit in a binary heap ordered by expiry ([`timers`](super::timers)),
+//!   at most one per registration and direction: re-arming moves it in
+//!   place, so moved deadlines leave no stale entries behind. A timer still
+//!   carries the deadline sequence it was armed for, and one that fires
+//!   after its deadline changed (before the waiter re-armed) wakes nobody.
+//!   Cost per timer: O(log n) to arm, move and fire.
 
 use super::desc::{Dir, PollDesc};
+use super::timers::{Timer, TimerHeap};
 use crate::probe::OwnerId;
 use crate::sys;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,20 +55,11 @@ struct Slot {
     pd: Option<Arc<PollDesc>>,
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-struct Timer {
-    at: Instant,
-    slot: u32,
-    generation: u32,
-    dir: u8,
-    seq: u64,
-}
-
 #[derive(Default)]
 struct Inner {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    timers: BinaryHeap<Reverse<Timer>>,
+    timers: TimerHeap,
 }
 
 /// Counters, for tests and benches.
@@ -178,29 +171,42 @@ impl Server {
             entry.pd = None;
             entry.generation = entry.generation.wrapping_add(1);
             inner.free.push(token.slot);
+            inner.timers.remove_slot(token.slot);
         }
     }
 
     /// Wake the waiter of `dir` at `at` unless the deadline changes first.
+    /// Replaces the registration's earlier timer for `dir`, if any.
     pub fn add_timer(&self, at: Instant, token: Token, dir: Dir, seq: u64) {
         let earliest = {
             let mut inner = self.lock();
-            let earliest = match inner.timers.peek() {
-                None => true,
-                Some(Reverse(t)) => at < t.at,
-            };
-            inner.timers.push(Reverse(Timer {
+            let live = inner
+                .slots
+                .get(token.slot as usize)
+                .is_some_and(|e| e.generation == token.generation && e.pd.is_some());
+            if !live {
+                // Only a caller that broke the ownership rule gets here; its
+                // timer must not displace the slot's new registration's.
+                drop(inner);
+                self.counters.timers_stale.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            inner.timers.set(Timer {
                 at,
                 slot: token.slot,
                 generation: token.generation,
                 dir: dir as u8,
                 seq,
-            }));
-            earliest
+            })
         };
         if earliest {
             sys::eventfd_signal(self.wake);
         }
+    }
+
+    /// Timers queued (for tests and benches: at most two per registration).
+    pub fn timers_queued(&self) -> usize {
+        self.lock().timers.len()
     }
 
     pub fn stats(&self) -> PollStats {
@@ -247,8 +253,8 @@ impl Server {
                 let mut inner = self.lock();
                 match inner.timers.peek() {
                     None => return None,
-                    Some(Reverse(t)) if t.at > now => return Some(t.at - now),
-                    Some(_) => inner.timers.pop().map(|Reverse(t)| t),
+                    Some(t) if t.at > now => return Some(t.at - now),
+                    Some(_) => inner.timers.pop(),
                 }
             };
             let t = timer?;
@@ -379,16 +385,13 @@ mod tests {
             .unwrap()
             .is_some());
 
+        // A timer for the old registration is refused: it must not move
+        // the new registration's timer of the same slot.
         server.add_timer(past, old, Dir::Read, seq);
+        assert_eq!(server.timers_queued(), 0);
+        // A timer armed for an older deadline fires and wakes nobody.
         server.add_timer(past, new, Dir::Read, seq - 1);
-        server.add_timer(
-            past + std::time::Duration::from_secs(3600),
-            new,
-            Dir::Read,
-            seq,
-        );
-        let next = server.fire_timers();
-        assert!(next.is_some(), "the future timer stays queued");
+        server.fire_timers();
         let st = server.stats();
         assert_eq!((st.timers_stale, st.timers_fired), (2, 0));
         assert!(
@@ -396,12 +399,25 @@ mod tests {
             "a stale timer woke the new socket's reader"
         );
 
+        let far = past + std::time::Duration::from_secs(3600);
+        server.add_timer(far, new, Dir::Read, seq);
+        assert!(
+            server.fire_timers().is_some(),
+            "the future timer stays queued"
+        );
+        assert!(pd.is_armed(Dir::Read));
+        // Re-arming moves the registration's timer in place: one entry.
         server.add_timer(past, new, Dir::Read, seq);
+        assert_eq!(server.timers_queued(), 1);
         server.fire_timers();
         assert_eq!(server.stats().timers_fired, 1);
         assert!(!pd.is_armed(Dir::Read));
 
+        // Releasing the registration drops its timers.
+        server.add_timer(far, new, Dir::Write, seq);
+        assert_eq!(server.timers_queued(), 1);
         server.deregister(new, fd, OwnerId(2));
+        assert_eq!(server.timers_queued(), 0);
         sys::close(fd, OwnerId(2)).unwrap();
         shut(server);
     }

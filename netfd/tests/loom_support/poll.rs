@@ -99,20 +99,32 @@ impl Server {
         self.release(token);
     }
 
+    /// As production: releasing a registration drops its timers.
     pub fn release(&self, token: Token) {
-        self.lock().regs[token.0].pd = None;
+        let mut st = self.lock();
+        st.regs[token.0].pd = None;
+        st.timers.retain(|t| t.token != token);
     }
 
     /// Production signals the server thread, which fires the timer once it
     /// is due; a timer that is due already fires at the server's next turn,
-    /// which here is right away.
+    /// which here is right away. As production (`src/poll/timers.rs`), a
+    /// registration has at most one timer per direction: a new one replaces
+    /// it (moves it in place), so a moved deadline leaves no stale timer.
     pub fn add_timer(&self, at: Instant, token: Token, dir: Dir, seq: u64) {
-        self.lock().timers.push(Timer {
-            at,
-            token,
-            dir,
-            seq,
-        });
+        {
+            let mut st = self.lock();
+            if st.regs[token.0].pd.is_none() {
+                return;
+            }
+            st.timers.retain(|t| !(t.token == token && t.dir == dir));
+            st.timers.push(Timer {
+                at,
+                token,
+                dir,
+                seq,
+            });
+        }
         self.fire_due();
     }
 
