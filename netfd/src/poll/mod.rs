@@ -14,6 +14,7 @@
 
 pub(crate) mod desc;
 pub mod server;
+pub mod trace;
 
 pub use desc::{Dir, PollDesc};
 pub use server::{stats, PollStats};
