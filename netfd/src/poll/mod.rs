@@ -17,6 +17,7 @@ pub(crate) mod desc;
 pub(crate) mod park;
 pub mod server;
 mod timers;
+pub mod trace;
 
 pub use desc::{Dir, PollDesc};
 pub use server::{stats, PollStats};

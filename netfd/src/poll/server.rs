@@ -19,6 +19,7 @@
 
 use super::desc::{Dir, PollDesc};
 use super::timers::{Timer, TimerHeap};
+use super::trace;
 use crate::probe::OwnerId;
 use crate::sys;
 use std::io;
@@ -53,6 +54,7 @@ const WAKE_DATA: u64 = u64::MAX;
 struct Slot {
     generation: u32,
     pd: Option<Arc<PollDesc>>,
+    owner: OwnerId,
 }
 
 #[derive(Default)]
@@ -142,11 +144,13 @@ impl Server {
             };
             let entry = &mut inner.slots[slot as usize];
             entry.pd = Some(pd);
+            entry.owner = owner;
             Token {
                 slot,
                 generation: entry.generation,
             }
         };
+        trace::on_register(token.data(), owner);
         if let Err(e) = sys::epoll_add(self.epfd, fd, owner, token.data()) {
             self.release(token);
             return Err(e);
@@ -219,23 +223,25 @@ impl Server {
         }
     }
 
-    fn lookup(&self, slot: u32, generation: u32) -> Option<Arc<PollDesc>> {
+    /// The live registration `slot` at `generation`, with its owner.
+    fn lookup(&self, slot: u32, generation: u32) -> Option<(Arc<PollDesc>, OwnerId)> {
         let inner = self.lock();
         let entry = inner.slots.get(slot as usize)?;
         if entry.generation != generation {
             return None;
         }
-        entry.pd.clone()
+        Some((entry.pd.clone()?, entry.owner))
     }
 
     /// Hand one kernel event to its registration, or drop it as stale.
     pub(crate) fn dispatch(&self, data: u64, events: u32) {
         let token = Token::from_data(data);
-        let Some(pd) = self.lookup(token.slot, token.generation) else {
+        let Some((pd, owner)) = self.lookup(token.slot, token.generation) else {
             self.counters.stale_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
         self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+        trace::on_deliver(data, owner, events);
         let hup_or_err = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
         if events & ((libc::EPOLLIN | libc::EPOLLRDHUP) as u32 | hup_or_err) != 0 {
             pd.notify_ready(Dir::Read);
@@ -265,7 +271,7 @@ impl Server {
             };
             let woke = self
                 .lookup(t.slot, t.generation)
-                .is_some_and(|pd| pd.expire(dir, t.seq));
+                .is_some_and(|(pd, _)| pd.expire(dir, t.seq));
             let counter = if woke {
                 &self.counters.timers_fired
             } else {
@@ -283,6 +289,7 @@ impl Server {
                 Ok(n) => n,
                 Err(e) => panic!("netfd: epoll_wait failed: {e}"),
             };
+            trace::on_harvest(events[..n].iter().map(|ev| ev.u64));
             for ev in &events[..n] {
                 let (data, bits) = (ev.u64, ev.events);
                 if data == WAKE_DATA {
