@@ -2,7 +2,7 @@
 //! and whether the socket is closing (Go's `pollDesc`).
 //!
 //! Protocol (all fields under one small mutex, never held across a syscall
-//! other than an eventfd signal):
+//! other than a wake-up: an eventfd signal or a futex wake):
 //! - A waiter *arms* its direction with a [`Waker`] and learns its deadline;
 //!   arming fails at once if the socket is closing or the deadline passed.
 //! - Anyone who wants the waiter to re-evaluate *takes* the waker out of the
