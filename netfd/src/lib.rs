@@ -144,7 +144,15 @@ pub mod sys;
 pub mod variants;
 
 pub use error::{is_closed, is_timeout, CLOSED_MESSAGE};
-pub use net::{Options, TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+pub use net::unix;
+pub use net::{
+    Incoming, Options, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream,
+};
+/// std's address types, so `use netfd as net;` stands in for `use std::net;`.
+pub use std::net::{
+    AddrParseError, IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6,
+    ToSocketAddrs,
+};
 pub use poll::WaitPath;
 pub use probe::OwnerId;
 pub use variants::Variant;
