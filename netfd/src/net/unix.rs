@@ -20,6 +20,12 @@ pub struct SocketAddr {
 
 impl SocketAddr {
     pub(crate) fn from_sys(addr: SockAddr) -> SocketAddr {
+        // Linux reports an unbound datagram sender with a zero length.
+        let addr = if addr.len() == 0 {
+            SockAddr::unix_unnamed()
+        } else {
+            addr
+        };
         SocketAddr {
             addr,
             path: addr.as_unix_path(),
