@@ -68,14 +68,20 @@ fn connect_timeout_times_out_no_earlier_than_its_timeout() {
         let r = TcpStream::connect_timeout_with(&hole.addr, timeout, opts(path));
         let took = t0.elapsed();
         expect_timeout(r, &format!("{path:?}: connect_timeout"));
-        assert!(took >= timeout, "{path:?}: timed out after {took:?} < {timeout:?}");
+        assert!(
+            took >= timeout,
+            "{path:?}: timed out after {took:?} < {timeout:?}"
+        );
         assert!(took < timeout + HANG, "{path:?}: timed out after {took:?}");
     }
 }
 
 #[test]
 fn connect_timeout_connects_and_clears_its_deadline() {
-    let _w = watchdog("connect_timeout_connects_and_clears_its_deadline", Duration::from_secs(60));
+    let _w = watchdog(
+        "connect_timeout_connects_and_clears_its_deadline",
+        Duration::from_secs(60),
+    );
     for path in PATHS {
         let l = TcpListener::bind_with(v4(), opts(path)).unwrap();
         let addr = l.local_addr().unwrap();
@@ -113,7 +119,10 @@ fn zero_connect_timeout_is_refused_as_std() {
 
 #[test]
 fn close_interrupts_a_connect_in_progress() {
-    let _w = watchdog("close_interrupts_a_connect_in_progress", Duration::from_secs(60));
+    let _w = watchdog(
+        "close_interrupts_a_connect_in_progress",
+        Duration::from_secs(60),
+    );
     let hole = Blackhole::new();
     for path in PATHS {
         let c = TcpStream::unconnected(&hole.addr, opts(path)).unwrap();
@@ -128,7 +137,10 @@ fn close_interrupts_a_connect_in_progress() {
 
 #[test]
 fn a_deadline_interrupts_a_connect_in_progress() {
-    let _w = watchdog("a_deadline_interrupts_a_connect_in_progress", Duration::from_secs(60));
+    let _w = watchdog(
+        "a_deadline_interrupts_a_connect_in_progress",
+        Duration::from_secs(60),
+    );
     let hole = Blackhole::new();
     for path in PATHS {
         let c = TcpStream::unconnected(&hole.addr, opts(path)).unwrap();
@@ -140,8 +152,12 @@ fn a_deadline_interrupts_a_connect_in_progress() {
         expect_timeout(r, &format!("{path:?}: connect"));
         // A write timeout bounds a connect as well.
         let c = TcpStream::unconnected(&hole.addr, opts(path)).unwrap();
-        c.set_write_timeout(Some(Duration::from_millis(50))).unwrap();
-        expect_timeout(c.connect_to(&hole.addr), &format!("{path:?}: connect, timeout"));
+        c.set_write_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        expect_timeout(
+            c.connect_to(&hole.addr),
+            &format!("{path:?}: connect, timeout"),
+        );
         c.close().unwrap();
     }
 }

@@ -65,7 +65,10 @@ fn every_operation_after_close_fails_with_the_closed_error() {
         expect_closed(a.recv_from(&mut buf), "recv_from");
         expect_closed(a.connect(&target), "connect");
         expect_closed(a.local_addr(), "local_addr");
-        expect_closed(a.set_read_timeout(Some(Duration::from_secs(1))), "set_read_timeout");
+        expect_closed(
+            a.set_read_timeout(Some(Duration::from_secs(1))),
+            "set_read_timeout",
+        );
         expect_closed(a.set_read_deadline(None), "set_read_deadline");
         expect_closed(a.try_clone(), "try_clone");
         expect_closed(a.take_error(), "take_error");
@@ -124,7 +127,9 @@ fn abstract_names_and_autobind() {
     for path in PATHS {
         let auto = UnixDatagram::bind_addr_with(&SocketAddr::autobind(), opts(path)).unwrap();
         let name = auto.local_addr().unwrap();
-        let chosen = name.as_abstract_name().expect("autobind gives an abstract name");
+        let chosen = name
+            .as_abstract_name()
+            .expect("autobind gives an abstract name");
         assert!(!chosen.is_empty());
         assert!(name.as_pathname().is_none() && !name.is_unnamed());
 
@@ -134,9 +139,11 @@ fn abstract_names_and_autobind() {
         assert_eq!(auto.recv(&mut buf).unwrap(), 12);
 
         let wanted = format!("netfd-test-{}-{}", std::process::id(), path.name());
-        let named =
-            UnixDatagram::bind_addr_with(&SocketAddr::from_abstract_name(&wanted).unwrap(), opts(path))
-                .unwrap();
+        let named = UnixDatagram::bind_addr_with(
+            &SocketAddr::from_abstract_name(&wanted).unwrap(),
+            opts(path),
+        )
+        .unwrap();
         assert_eq!(
             named.local_addr().unwrap().as_abstract_name(),
             Some(wanted.as_bytes())

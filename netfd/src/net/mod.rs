@@ -154,7 +154,6 @@ fn debug_socket(
     d.finish()
 }
 
-
 /// Methods and conversions every socket type has, written once. Each type
 /// has the fields `fd: NetFd` and `timeouts: Timeouts`.
 macro_rules! socket_common {
@@ -241,8 +240,7 @@ macro_rules! socket_common {
                 &self,
                 f: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> T,
             ) -> std::io::Result<T> {
-                self.fd
-                    .control(|n, _| Ok(crate::sys::with_borrowed(n, f)))
+                self.fd.control(|n, _| Ok(crate::sys::with_borrowed(n, f)))
             }
 
             /// Hand the kernel socket over as an `OwnedFd` (a new number for
@@ -336,10 +334,7 @@ macro_rules! socket_common {
         impl From<$ty> for std::os::fd::OwnedFd {
             fn from(socket: $ty) -> std::os::fd::OwnedFd {
                 socket.into_owned_fd().unwrap_or_else(|e| {
-                    panic!(
-                        "netfd: converting a {} into OwnedFd: {e}",
-                        stringify!($ty)
-                    )
+                    panic!("netfd: converting a {} into OwnedFd: {e}", stringify!($ty))
                 })
             }
         }
@@ -485,9 +480,8 @@ macro_rules! stream_io {
             /// Waits for data as `read` does.
             pub fn peek(&self, buf: &mut [u8]) -> std::io::Result<usize> {
                 self.timeouts.run(&self.fd, crate::poll::Dir::Read, || {
-                    self.fd.read_with(|n, owner| {
-                        crate::sys::recv(n, owner, buf, libc::MSG_PEEK)
-                    })
+                    self.fd
+                        .read_with(|n, owner| crate::sys::recv(n, owner, buf, libc::MSG_PEEK))
                 })
             }
         }

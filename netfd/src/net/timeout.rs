@@ -14,7 +14,9 @@
 //!   one operation's deadline is in force at a time, and never outlives it.
 //!   `state` is only held for the few instructions that update it, so a
 //!   deadline change from another thread never waits for a parked operation.
-//! - Without a timeout an operation pays one relaxed load here.
+//! - Without a timeout an operation pays one relaxed load here, and a
+//!   deadline is stored without `state` held across the store (concurrent
+//!   setters race as in Go: the last store wins).
 //!
 //! What the caller sees: a timed-out operation fails with netfd's timeout
 //! error (`ErrorKind::TimedOut`; std on Unix reports `WouldBlock`). Close
@@ -107,9 +109,26 @@ impl Timeouts {
         dir: Dir,
         deadline: Option<Instant>,
     ) -> io::Result<()> {
-        let mut st = lock(&self.dirs[index(dir)].state);
-        st.user = deadline;
-        fd.set_deadline(dir, st.effective())
+        let d = &self.dirs[index(dir)];
+        {
+            let mut st = lock(&d.state);
+            st.user = deadline;
+            if st.op.is_some() {
+                return fd.set_deadline(dir, st.effective());
+            }
+        }
+        // No timed operation running: store it without holding `state`, so
+        // the protocol's sync point in `set_deadline` is never reached with
+        // this lock held (a controlled scheduler pausing there would
+        // otherwise block every other setter on the lock, unseen).
+        fd.set_deadline(dir, deadline)?;
+        let st = lock(&d.state);
+        if st.op.is_some() {
+            // A timed operation started meanwhile and our store may have
+            // replaced its deadline: put the combined one back.
+            fd.set_deadline(dir, st.effective())?;
+        }
+        Ok(())
     }
 
     /// Run `op` (one operation in `dir`) under the direction's timeout.

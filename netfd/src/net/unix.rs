@@ -201,7 +201,10 @@ impl Iterator for Incoming<'_> {
     }
 }
 
-fn unix_addr(fd: &NetFd, name: fn(i32, crate::probe::OwnerId) -> io::Result<SockAddr>) -> io::Result<SocketAddr> {
+fn unix_addr(
+    fd: &NetFd,
+    name: fn(i32, crate::probe::OwnerId) -> io::Result<SockAddr>,
+) -> io::Result<SocketAddr> {
     Ok(SocketAddr::from_sys(fd.control(name)?))
 }
 
@@ -315,7 +318,8 @@ impl UnixDatagram {
 
     pub fn bind_addr_with(addr: &SocketAddr, opts: Options) -> io::Result<UnixDatagram> {
         let sock = UnixDatagram::unbound_with(opts)?;
-        sock.fd.control(|n, owner| sys::bind(n, owner, &addr.addr))?;
+        sock.fd
+            .control(|n, owner| sys::bind(n, owner, &addr.addr))?;
         Ok(sock)
     }
 

@@ -34,7 +34,10 @@ pub fn park_then<T: Send>(
         interrupt();
         let (r, returned) = h.join().unwrap();
         let woke_after = returned.saturating_duration_since(t0);
-        assert!(woke_after < HANG, "{what}: returned {woke_after:?} after the interrupt");
+        assert!(
+            woke_after < HANG,
+            "{what}: returned {woke_after:?} after the interrupt"
+        );
         r
     });
     r
@@ -118,14 +121,20 @@ pub fn race_close<S: Send + Sync>(
     let checked = rec
         .check_lifetimes()
         .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(checked as u64 >= rounds, "{what}: only {checked} sockets seen");
+    assert!(
+        checked as u64 >= rounds,
+        "{what}: only {checked} sockets seen"
+    );
 }
 
 /// A timeout error as the contract spells it.
 pub fn expect_timeout<T: std::fmt::Debug>(r: io::Result<T>, what: &str) {
     match r {
         Err(e) => {
-            assert!(netfd::is_timeout(&e), "{what}: expected a timeout, got {e:?}");
+            assert!(
+                netfd::is_timeout(&e),
+                "{what}: expected a timeout, got {e:?}"
+            );
             assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{what}");
         }
         Ok(v) => panic!("{what}: expected a timeout, got Ok({v:?})"),
