@@ -3,6 +3,9 @@
 //! line, and each function runs on real loopback and Unix sockets against
 //! both. A signature netfd lacks or shapes differently fails to compile.
 
+// In the std build, `From<std::net::TcpStream> for net::TcpStream` is the
+// identity conversion.
+#[allow(clippy::useless_conversion)]
 mod with_std {
     use std::net;
     use std::os::unix::net as unix;

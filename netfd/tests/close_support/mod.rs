@@ -70,6 +70,9 @@ pub fn close_unparks<T: Send + std::fmt::Debug>(
         .unwrap_or_else(|e| panic!("{what}: {e}"));
 }
 
+/// One racing operation on the socket (or pair) of a round.
+pub type Worker<S> = dyn Fn(&S) -> io::Result<usize> + Sync;
+
 /// `rounds` rounds of: open a socket with `open`, let every worker call its
 /// op until it sees the closed error (every error checked against the
 /// contract), close from this thread after a jitter. The probe then checks
@@ -79,7 +82,7 @@ pub fn race_close<S: Send + Sync>(
     rounds: u64,
     mut open: impl FnMut() -> S,
     close: impl Fn(&S) -> io::Result<()>,
-    workers: &[&(dyn Fn(&S) -> io::Result<usize> + Sync)],
+    workers: &[&Worker<S>],
 ) {
     let rec = Recorder::new();
     let _g = rec.install();

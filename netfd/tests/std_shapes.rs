@@ -1,0 +1,112 @@
+//! Where netfd's std-shaped API meets the Close contract: `incoming()`
+//! after Close, conversions of closed sockets, `try_clone` lifetimes,
+//! adopted std sockets under the contract, and std-like `Debug`.
+
+mod close_support;
+mod common;
+
+use close_support::*;
+use common::*;
+use netfd::{TcpListener, TcpStream, UdpSocket};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+#[test]
+fn incoming_yields_the_closed_error_once_then_ends() {
+    let _w = watchdog("incoming after close", Duration::from_secs(30));
+    for path in PATHS {
+        let l = TcpListener::bind_with("127.0.0.1:0", opts(path)).unwrap();
+        let addr = l.local_addr().unwrap();
+        let _c = TcpStream::connect(addr).unwrap();
+        let mut it = l.incoming();
+        assert!(it.next().unwrap().is_ok(), "{path:?}: first connection");
+        std::thread::scope(|s| {
+            let h = s.spawn(move || it.collect::<Vec<_>>());
+            l.close().unwrap();
+            let rest = h.join().unwrap();
+            assert_eq!(rest.len(), 1, "{path:?}: {rest:?}");
+            expect_closed(rest.into_iter().next().unwrap(), "incoming after close");
+        });
+    }
+}
+
+#[test]
+fn an_adopted_std_socket_is_under_the_close_contract() {
+    let _w = watchdog("adopted std socket", Duration::from_secs(30));
+    let std_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let u = UdpSocket::from(std_udp);
+    close_unparks(
+        "adopted udp: recv_from",
+        || u.recv_from(&mut [0u8; 8]),
+        || u.close(),
+    );
+
+    let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let l = TcpListener::from(std_l);
+    close_unparks(
+        "adopted listener: accept",
+        || l.accept().map(drop),
+        || l.close(),
+    );
+}
+
+#[test]
+fn into_owned_fd_hands_over_a_blocking_descriptor_and_refuses_a_closed_socket() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    let mut std_side = std::net::TcpStream::from(OwnedFd::from(s));
+    (&c).write_all(b"abc").unwrap();
+    let mut buf = [0u8; 3];
+    // Blocking, as std's sockets are: read_exact waits rather than WouldBlock.
+    std_side.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"abc");
+
+    c.close().unwrap();
+    assert_eq!(c.as_raw_fd(), -1);
+    expect_closed(c.into_owned_fd(), "into_owned_fd after close");
+    let closed = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    closed.close().unwrap();
+    let panic = std::panic::catch_unwind(move || OwnedFd::from(closed)).unwrap_err();
+    let msg = panic.downcast_ref::<String>().unwrap();
+    assert!(msg.contains(netfd::CLOSED_MESSAGE), "{msg}");
+}
+
+#[test]
+fn a_clone_has_its_own_lifetime() {
+    for path in PATHS {
+        let (a, b) = tcp_pair(v4(), opts(path));
+        let a2 = a.try_clone().unwrap();
+        assert_ne!(a.owner_id(), a2.owner_id());
+        a.close().unwrap();
+        (&a2).write_all(b"still open").unwrap();
+        let mut buf = [0u8; 10];
+        (&b).read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"still open");
+        expect_closed((&a).write(b"x"), "write on the closed original");
+    }
+}
+
+#[test]
+fn debug_is_shaped_like_std() {
+    let (a, _b) = tcp_pair(v4(), opts(netfd::WaitPath::Direct));
+    let text = format!("{a:?}");
+    let fd = a.as_raw_fd();
+    let (local, peer) = (a.local_addr().unwrap(), a.peer_addr().unwrap());
+    assert_eq!(
+        text,
+        format!("TcpStream {{ addr: {local:?}, peer: {peer:?}, fd: {fd} }}")
+    );
+    a.close().unwrap();
+    assert_eq!(format!("{a:?}"), "TcpStream { closed: true }");
+}
+
+#[test]
+fn with_fd_lends_the_open_descriptor() {
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let n = u.with_fd(|fd| fd.as_raw_fd()).unwrap();
+    assert_eq!(n, u.as_raw_fd());
+    u.close().unwrap();
+    expect_closed(u.with_fd(|_| ()), "with_fd after close");
+}
