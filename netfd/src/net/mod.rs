@@ -245,7 +245,9 @@ macro_rules! socket_common {
 
             /// Hand the kernel socket over as an `OwnedFd` (a new number for
             /// it, in blocking mode as std's sockets are) and close this one.
-            /// A closed socket has no descriptor left: the closed error.
+            /// It takes the socket by value, so no other thread can be using
+            /// it (an `Arc`'d socket must be unwrapped first); a closed
+            /// socket has no descriptor left: the closed error.
             pub fn into_owned_fd(self) -> std::io::Result<std::os::fd::OwnedFd> {
                 let owned = self.fd.control(|n, owner| {
                     let owned = crate::sys::dup_owned(n, owner)?;
