@@ -11,6 +11,21 @@ use std::path::{Path, PathBuf};
 
 /// A Unix socket address: a path, a Linux abstract name, or unnamed (std's
 /// `std::os::unix::net::SocketAddr`, which cannot be built outside std).
+///
+/// ```
+/// use netfd::unix::{SocketAddr, UnixDatagram};
+///
+/// // Linux autobind: the kernel picks a unique abstract name.
+/// let server = UnixDatagram::bind_addr(&SocketAddr::autobind())?;
+/// let name = server.local_addr()?;
+/// assert!(name.as_abstract_name().is_some());
+///
+/// let client = UnixDatagram::unbound()?;
+/// client.send_to_addr(b"hi", &name)?;
+/// let (n, from) = server.recv_from(&mut [0u8; 8])?;
+/// assert_eq!((n, from.is_unnamed()), (2, true));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct SocketAddr {
     addr: SockAddr,
