@@ -110,3 +110,52 @@ fn with_fd_lends_the_open_descriptor() {
     u.close().unwrap();
     expect_closed(u.with_fd(|_| ()), "with_fd after close");
 }
+
+#[test]
+fn a_timeout_and_a_deadline_combine_to_the_earlier() {
+    let _w = watchdog("timeout and deadline", Duration::from_secs(60));
+    for path in PATHS {
+        let (a, _b) = tcp_pair(v4(), opts(path));
+        let mut buf = [0u8; 8];
+
+        // The deadline is the earlier: it applies, timeout set or not.
+        a.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_millis(100);
+        a.set_read_deadline(Some(deadline)).unwrap();
+        expect_timeout((&a).read(&mut buf), &format!("{path:?}: deadline first"));
+        let now = std::time::Instant::now();
+        assert!(now >= deadline, "{path:?}: timed out before the deadline");
+        assert!(now < deadline + HANG, "{path:?}: timed out late");
+
+        // The timeout is the earlier: it applies, and the deadline is put
+        // back afterwards (a deadline in the past fails at once).
+        a.set_read_deadline(Some(std::time::Instant::now() + Duration::from_secs(30)))
+            .unwrap();
+        a.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let t0 = std::time::Instant::now();
+        expect_timeout((&a).read(&mut buf), &format!("{path:?}: timeout first"));
+        assert!(t0.elapsed() >= Duration::from_millis(50), "{path:?}: early");
+
+        // A deadline moved while a timed read is parked still wakes it.
+        a.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let r = park_then(
+            &format!("{path:?}: timed read, deadline moved into the past"),
+            || (&a).read(&mut [0u8; 8]),
+            || {
+                a.set_read_deadline(Some(std::time::Instant::now()))
+                    .unwrap()
+            },
+        );
+        expect_timeout(r, &format!("{path:?}: timed read"));
+
+        // Cleared, both: the read parks until Close.
+        a.set_read_timeout(None).unwrap();
+        a.set_read_deadline(None).unwrap();
+        assert_eq!(a.read_timeout().unwrap(), None);
+        close_unparks(
+            &format!("{path:?}: read, no timeout"),
+            || (&a).read(&mut [0u8; 8]),
+            || a.close(),
+        );
+    }
+}

@@ -161,8 +161,9 @@ impl TcpStream {
     /// [`connect`](Self::connect) with a lifetime protocol and wait path.
     pub fn connect_with(addr: impl ToSocketAddrs, opts: Options) -> io::Result<TcpStream> {
         each_addr(addr, |a| {
-            let stream = TcpStream::unconnected(a, opts)?;
+            let stream = TcpStream::socket_for(a, opts)?;
             stream.connect_to(a)?;
+            stream.set_nodelay(true)?;
             Ok(stream)
         })
     }
@@ -185,10 +186,11 @@ impl TcpStream {
                 "cannot set a 0 duration timeout",
             ));
         }
-        let stream = TcpStream::unconnected(addr, opts)?;
+        let stream = TcpStream::socket_for(addr, opts)?;
         stream.set_write_deadline(Instant::now().checked_add(timeout))?;
         stream.connect_to(addr)?;
         stream.set_write_deadline(None)?;
+        stream.set_nodelay(true)?;
         Ok(stream)
     }
 
@@ -197,8 +199,16 @@ impl TcpStream {
     /// can `close` it or move its write deadline (a dial that Close or a
     /// deadline interrupts).
     pub fn unconnected(family: &SocketAddr, opts: Options) -> io::Result<TcpStream> {
+        let stream = TcpStream::socket_for(family, opts)?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// A socket for `family` without options set: `connect` sets TCP_NODELAY
+    /// after the handshake, in the order the socket's syscalls always had.
+    fn socket_for(family: &SocketAddr, opts: Options) -> io::Result<TcpStream> {
         let fd = NetFd::socket(domain_of(family), libc::SOCK_STREAM, opts)?;
-        TcpStream::from_netfd(fd)
+        Ok(TcpStream::from_netfd_plain(fd))
     }
 
     /// Connect this socket to `addr`, waiting for the handshake. The wait

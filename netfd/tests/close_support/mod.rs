@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long an operation may take to return after Close or its deadline.
-pub const HANG: Duration = Duration::from_secs(2);
+pub const HANG: Duration = Duration::from_secs(5);
 
 /// Run `op` on its own probed thread; once it parks, run `interrupt` from
 /// this thread. Returns what `op` returned and how long after the interrupt
