@@ -244,7 +244,7 @@ impl Listener for NetfdListener {
     fn accept(&self) -> io::Result<Box<dyn Conn>> {
         Ok(match self {
             NetfdListener::Tcp(l) => Box::new(NetfdConn::Tcp(l.accept()?.0)),
-            NetfdListener::Unix(l) => Box::new(NetfdConn::Unix(l.accept()?)),
+            NetfdListener::Unix(l) => Box::new(NetfdConn::Unix(l.accept()?.0)),
         })
     }
     fn close(&self) -> io::Result<()> {
