@@ -133,19 +133,39 @@ pub trait Target: Send + Sync {
     fn dial(&self, addr: &Addr) -> io::Result<Box<dyn Conn>>;
     /// A datagram socket bound to `local` whose writes go to `peer`.
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>>;
+    /// Whether every syscall the target makes is reported through netfd's
+    /// probe (netfd itself). If so the harness relies on those reports
+    /// alone; otherwise (the default) its objects are observed through the
+    /// interposer ([`crate::intercept`]).
+    fn reports_syscalls(&self) -> bool {
+        false
+    }
 }
 
 /// A listening socket under test.
 pub trait Listener: Send + Sync {
-    fn owner(&self) -> OwnerId;
+    /// The id the probe reports this socket's calls under; `NONE` (the
+    /// default) lets the harness name it.
+    fn owner(&self) -> OwnerId {
+        OwnerId::NONE
+    }
     fn accept(&self) -> io::Result<Box<dyn Conn>>;
     fn close(&self) -> io::Result<()>;
     fn local_addr(&self) -> io::Result<Addr>;
+    /// Whether `e` is this socket's "closed" error: what an accept racing
+    /// or following Close may return. Default: netfd's.
+    fn is_closed_error(&self, e: &io::Error) -> bool {
+        netfd::is_closed(e)
+    }
 }
 
 /// A connected socket under test (stream, or datagram with a fixed peer).
 pub trait Conn: Send + Sync {
-    fn owner(&self) -> OwnerId;
+    /// The id the probe reports this socket's calls under; `NONE` (the
+    /// default) lets the harness name it.
+    fn owner(&self) -> OwnerId {
+        OwnerId::NONE
+    }
     /// Read (stream) or receive one datagram.
     fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Write all of `buf` (stream) or send it as one datagram to the peer.
@@ -156,6 +176,11 @@ pub trait Conn: Send + Sync {
     /// The address a peer reaches this socket at (datagram sockets).
     fn local_addr(&self) -> io::Result<Option<SocketAddr>> {
         Ok(None)
+    }
+    /// Whether `e` is this socket's "closed" error: what an op racing or
+    /// following Close may return instead of its result. Default: netfd's.
+    fn is_closed_error(&self, e: &io::Error) -> bool {
+        netfd::is_closed(e)
     }
 }
 
@@ -295,5 +320,8 @@ impl Target for NetfdTarget {
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
         let s = netfd::UdpSocket::bind_with(local, self.options)?;
         Ok(Box::new(NetfdConn::Udp(s, peer)))
+    }
+    fn reports_syscalls(&self) -> bool {
+        true
     }
 }

@@ -7,6 +7,7 @@ use super::{conn_of, thread_name, Case, DeadlineSet, Found};
 use crate::ledger::LedgerViolation;
 use crate::report::ViolationKind;
 use crate::scenario::Op;
+use crate::target::{Conn, Listener};
 use netfd::probe::OwnerId;
 use std::io;
 use std::sync::atomic::Ordering;
@@ -19,7 +20,7 @@ pub(super) fn ledger_found(case: &Case, vs: Vec<LedgerViolation>) -> Vec<Found> 
             fd: v.fd,
             owner: v.owner.0,
             holder: v.holder.map(|h| h.0),
-            op: v.op.name().to_string(),
+            op: v.call.to_string(),
             thread: thread_name(case, v.thread),
             message: v.message,
             evidence: v.evidence,
@@ -150,13 +151,14 @@ pub(super) fn judge_error(
     me: usize,
     op: &Op,
     conn: usize,
-    owner: OwnerId,
+    c: &dyn Conn,
     timed: Option<(usize, Instant)>,
     e: &io::Error,
 ) {
     count_check(case, ViolationKind::BadError);
+    let owner = c.owner();
     let slot = &case.conns[conn];
-    if netfd::is_closed(e) {
+    if c.is_closed_error(e) {
         return;
     }
     if netfd::is_timeout(e) {
@@ -230,9 +232,16 @@ pub(super) fn judge_error(
     );
 }
 
-pub(super) fn judge_listener_error(case: &Case, me: usize, op: &Op, owner: OwnerId, e: &io::Error) {
+pub(super) fn judge_listener_error(
+    case: &Case,
+    me: usize,
+    op: &Op,
+    l: &dyn Listener,
+    e: &io::Error,
+) {
     count_check(case, ViolationKind::BadError);
-    if netfd::is_closed(e) {
+    let owner = l.owner();
+    if l.is_closed_error(e) {
         return;
     }
     record(

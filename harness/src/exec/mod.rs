@@ -29,6 +29,7 @@
 //! shared state and [`run_case`].
 
 mod judge;
+mod observe;
 mod ops;
 pub mod pool;
 pub mod sched;
@@ -40,7 +41,7 @@ use crate::report::{Mode, ViolationKind};
 use crate::scenario::{Scenario, Transport};
 use crate::target::{Addr, Conn, Listener, Target};
 use judge::{ledger_found, record};
-use netfd::probe::{self, Probe};
+use netfd::probe;
 use ops::{worker, CaseProbe, HARNESS_THREAD};
 use sched::Scheduler;
 use setup::{loopback, setup_connections, setup_err, setup_listeners, Peer, Tags};
@@ -204,6 +205,10 @@ struct Case {
     checks: Mutex<Vec<(ViolationKind, u64)>>,
     /// Microseconds since `epoch` when an op last returned.
     last_op_end: AtomicU64,
+    /// The target reports no syscalls: its objects are observed through
+    /// the interposer ([`observe`]).
+    observe: bool,
+    attribution: observe::Attribution,
     /// The supervisor has started closing everything: a socket an op
     /// creates from now on is closed by that op, since the sweep may have
     /// passed its slot already.
@@ -240,10 +245,17 @@ pub fn run_case(
         None
     };
     let ip = loopback(scenario.transport);
+    let observe = !target.reports_syscalls();
     let case = Arc::new(Case {
         scenario: scenario.clone(),
         mode: cfg.mode,
-        target: target.clone(),
+        target: if observe {
+            Arc::new(observe::ObservedTarget(target.clone()))
+        } else {
+            target.clone()
+        },
+        observe,
+        attribution: observe::Attribution::default(),
         ledger: Ledger::new(),
         sched: Scheduler::new(threads, choices),
         tags: Tags {
@@ -266,12 +278,9 @@ pub fn run_case(
         tearing_down: AtomicBool::new(false),
     });
     // Set up on this thread, observed by the ledger as "harness".
-    let harness_probe: Arc<dyn Probe> = Arc::new(CaseProbe {
-        case: case.clone(),
-        thread: HARNESS_THREAD,
-        jitter: Mutex::new(Rng::new(0)),
-    });
-    let _guard = probe::install(harness_probe);
+    let harness_probe = Arc::new(CaseProbe::new(case.clone(), HARNESS_THREAD, 0));
+    let _guard = probe::install(harness_probe.clone());
+    let _observer = observe.then(|| crate::intercept::install(&*harness_probe));
     let listeners = setup_listeners(&case, scenario, ip, tmp.as_ref().map(|t| t.path()))?;
     let _ = case.listeners.set(listeners);
     setup_connections(&case, scenario, ip, tmp.as_ref().map(|t| t.path()))?;

@@ -26,28 +26,22 @@ pub(super) struct CaseProbe {
 }
 
 impl CaseProbe {
-    fn touch(&self) {
+    pub(super) fn new(case: Arc<Case>, thread: usize, seed: u64) -> CaseProbe {
+        CaseProbe {
+            case,
+            thread,
+            jitter: Mutex::new(Rng::new(seed)),
+        }
+    }
+
+    pub(super) fn touch(&self) {
         let ms = self.case.epoch.elapsed().as_micros() as u64;
         self.case.last_event.store(ms, Ordering::Relaxed);
     }
-}
 
-impl Probe for CaseProbe {
-    fn before_syscall(&self, call: &Syscall) {
-        self.touch();
-        self.case.ledger.before_syscall(self.thread, call);
-    }
-
-    fn after_syscall(&self, call: &Syscall, result: SysResult) {
-        self.touch();
-        self.case.ledger.after_syscall(self.thread, call, result);
-    }
-
-    fn sync_point(&self, point: SyncPoint, owner: OwnerId) {
-        self.touch();
-        self.case
-            .ledger
-            .note(self.thread, owner, point.name(), None);
+    /// What `point` means for the schedule: a switch, giving up the turn
+    /// before blocking, queueing for it after waking; jitter in free mode.
+    pub(super) fn schedule(&self, point: SyncPoint) {
         if self.thread == HARNESS_THREAD {
             return;
         }
@@ -79,13 +73,33 @@ impl Probe for CaseProbe {
     }
 }
 
+impl Probe for CaseProbe {
+    fn before_syscall(&self, call: &Syscall) {
+        self.touch();
+        self.case.ledger.before_syscall(self.thread, call);
+        // The call netfd reports comes next: the interposer lets it pass.
+        crate::intercept::set_reported(true);
+    }
+
+    fn after_syscall(&self, call: &Syscall, result: SysResult) {
+        crate::intercept::set_reported(false);
+        self.touch();
+        self.case.ledger.after_syscall(self.thread, call, result);
+    }
+
+    fn sync_point(&self, point: SyncPoint, owner: OwnerId) {
+        self.touch();
+        self.case
+            .ledger
+            .note(self.thread, owner, point.name(), None);
+        self.schedule(point);
+    }
+}
+
 pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
-    let probe: Arc<dyn Probe> = Arc::new(CaseProbe {
-        case: case.clone(),
-        thread: me,
-        jitter: Mutex::new(Rng::new(seed)),
-    });
-    let _guard = probe::install(probe);
+    let probe = Arc::new(CaseProbe::new(case.clone(), me, seed));
+    let _guard = probe::install(probe.clone());
+    let _observer = case.observe.then(|| crate::intercept::install(&*probe));
     if case.mode == Mode::Controlled {
         case.sched.arrive(me);
     }
@@ -123,21 +137,21 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             let r = c.read(&mut buf);
             match r {
                 Ok(n) => check_bytes(case, me, op, conn, c.owner(), &buf[..n]),
-                Err(e) => judge_error(case, me, op, conn, c.owner(), Some((0, started)), &e),
+                Err(e) => judge_error(case, me, op, conn, &*c, Some((0, started)), &e),
             }
         }
         Op::Write { conn, bytes } | Op::WriteTo { conn, bytes } => {
             let Some(c) = conn_of(case, conn) else { return };
             let buf = vec![case.tags.sent_by_local(conn); bytes.max(1)];
             if let Err(e) = c.write(&buf) {
-                judge_error(case, me, op, conn, c.owner(), Some((1, started)), &e);
+                judge_error(case, me, op, conn, &*c, Some((1, started)), &e);
             }
         }
         Op::Close { conn } => {
             let Some(c) = conn_of(case, conn) else { return };
             case.conns[conn].closed.store(true, Ordering::Release);
             if let Err(e) = c.close() {
-                judge_error(case, me, op, conn, c.owner(), None, &e);
+                judge_error(case, me, op, conn, &*c, None, &e);
             }
         }
         Op::CloseListener { listener } => {
@@ -154,7 +168,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
                     *slot.closed_ok_by.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some((me, generation))
                 }
-                Err(e) => judge_listener_error(case, me, op, l.owner(), &e),
+                Err(e) => judge_listener_error(case, me, op, &*l, &e),
             }
         }
         Op::Rebind { listener } => {
@@ -205,7 +219,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             };
             match l.accept() {
                 Ok(c) => install_conn(case, conn, c),
-                Err(e) => judge_listener_error(case, me, op, l.owner(), &e),
+                Err(e) => judge_listener_error(case, me, op, &*l, &e),
             }
         }
         Op::Dial { listener, conn } => {
@@ -253,7 +267,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
                 }
             }
             if let Err(e) = r {
-                judge_error(case, me, op, conn, c.owner(), None, &e);
+                judge_error(case, me, op, conn, &*c, None, &e);
             }
         }
         Op::Open { count } => {

@@ -3,6 +3,7 @@
 //! closing the peers.
 
 use super::judge::{check_drained, record};
+use super::ops::{CaseProbe, HARNESS_THREAD};
 use super::{conn_of, listener_of, thread_name, Case, Found};
 use crate::report::ViolationKind;
 use netfd::probe;
@@ -61,11 +62,12 @@ pub(super) fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
     let closed_at = Instant::now();
     let closer = {
         let case = case.clone();
-        let probe = probe::current();
         std::thread::Builder::new()
             .name("case-teardown".into())
             .spawn(move || {
-                let _guard = probe.map(probe::install);
+                let probe = Arc::new(CaseProbe::new(case.clone(), HARNESS_THREAD, 0));
+                let _guard = probe::install(probe.clone());
+                let _observer = case.observe.then(|| crate::intercept::install(&*probe));
                 close_all(&case);
             })
     };
