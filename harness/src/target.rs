@@ -99,6 +99,10 @@
 //! # let _ = StdTarget.name();
 //! ```
 
+mod std_net;
+
+pub use std_net::StdNetTarget;
+
 use crate::scenario::Direction;
 use netfd::probe::OwnerId;
 use netfd::{Options, Variant};

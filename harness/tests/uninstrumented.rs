@@ -147,3 +147,50 @@ fn the_twin_with_a_lock_across_each_syscall_is_clean_free() {
     let r = run_twin(CLOSE_VS_ACCEPT, Mode::Free, 500);
     assert_clean(&r, Mode::Free, 500);
 }
+
+/// The ready-made `std::net` target over the repository's scenarios: what
+/// the harness says about shutdown-to-cancel (README, "Check your own
+/// socket type").
+#[test]
+fn std_net_with_shutdown_to_cancel_never_reuses_a_number_but_leaks_it() {
+    intercept::link();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
+    let sources: Vec<Source> = scenario::load_dir(dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|(path, scenario)| Source {
+            scenario,
+            file: path.display().to_string(),
+        })
+        .collect();
+    let reports = tempfile::tempdir().expect("tempdir");
+    let cfg = RunConfig {
+        mode: Mode::Controlled,
+        seed: 5,
+        cases: 20,
+        budget: Duration::from_secs(120),
+        case_dir: Some(reports.path().join("cases")),
+        hang_bound: Duration::from_secs(1),
+    };
+    let target: Arc<dyn Target> = Arc::new(harness::target::StdNetTarget);
+    let report = run::run(target, &sources, &cfg, &|_, _| {}).expect("run");
+    let kinds = run::kinds_found(&report);
+    eprintln!("std-net: {kinds:?}");
+    assert!(report.summary.syscalls_checked > 0);
+    // The number an op uses stays open until the value drops: never reused.
+    for (sc, v) in report.violations() {
+        use harness::report::ViolationKind::*;
+        match v.kind {
+            Leak => {}
+            // std has timeouts, not absolute deadlines: the only error
+            // outside its contract.
+            BadError if v.op.starts_with("set_deadline") => {}
+            _ => panic!("{}: {} {}: {}", sc.name, v.kind, v.op, v.message),
+        }
+    }
+    // Close cannot release the descriptor: std closes only on drop.
+    assert!(
+        kinds.contains(&harness::report::ViolationKind::Leak),
+        "{kinds:?}"
+    );
+}

@@ -10,8 +10,9 @@
 //!   ones under fresh ids (an object may hold several numbers: a clone, a
 //!   wake pipe).
 //! - A call a thread makes while running an op on object X, naming number
-//!   N, is a call for X's number N (the latest X got), else for N among the
-//!   numbers the op is creating; the ledger's rules then apply as to netfd.
+//!   N, is a call for N among the numbers the op is creating (an accept's
+//!   new connection), else for X's number N (the latest X got); the
+//!   ledger's rules then apply as to netfd.
 //!   A number X never had is recorded in the trace and not judged.
 //! - Numbers created during an op on X that returns nothing new (a read
 //!   that opens a wake pipe) belong to X.
@@ -49,7 +50,9 @@ impl Attribution {
     /// The owner a call in `scope` naming `fd` is for.
     pub(super) fn owner_for(&self, scope: Scope, fd: RawFd) -> Option<OwnerId> {
         let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
-        [scope.object, scope.creates_for]
+        // The numbers being created first: one the op's object had and
+        // released may have just been handed out again to them.
+        [scope.creates_for, scope.object]
             .into_iter()
             .filter(|o| *o != OwnerId::NONE)
             .find_map(|o| {
