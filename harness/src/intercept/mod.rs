@@ -52,6 +52,7 @@
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 pub mod entry;
+pub mod measure;
 pub mod raw;
 
 use std::cell::Cell;
