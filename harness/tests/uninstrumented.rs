@@ -17,9 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uninstrumented_wrapper::{RawTarget, CLOSE_VS_ACCEPT, CLOSE_VS_READ};
 
+/// name, kind, numbers, scope, result.
+type Seen = (&'static str, Kind, Vec<RawFd>, Scope, i64);
+
 #[derive(Default)]
 struct Recorder {
-    seen: Mutex<Vec<(&'static str, Kind, Vec<RawFd>, Scope, i64)>>,
+    seen: Mutex<Vec<Seen>>,
     before: Mutex<Vec<&'static str>>,
 }
 

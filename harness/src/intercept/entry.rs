@@ -18,6 +18,11 @@
 //! arguments on the stack), which is why this module is compiled only for
 //! Linux on these two architectures.
 
+// Safety of every entry point: the contract of the libc function of the
+// same name (valid pointers and lengths for the call), which the caller
+// already upholds for libc's definition.
+#![allow(clippy::missing_safety_doc)]
+
 use super::raw::{errno, set_errno};
 use super::{enter, Active, Call, Kind};
 use libc::{c_char, c_int, c_long, c_uint, c_ulong, c_void, size_t, sockaddr, socklen_t, ssize_t};

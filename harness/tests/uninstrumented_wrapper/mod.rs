@@ -77,9 +77,11 @@ impl RawSocket {
         let mut done = 0;
         while done < buf.len() {
             let rest = &buf[done..];
-            // SAFETY: `rest` is valid for reads of its length.
             done += self.with(|fd| {
-                cvt(unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) })
+                // SAFETY: `rest` is valid for reads of its length.
+                let n =
+                    unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
+                cvt(n)
             })?;
         }
         Ok(done)
