@@ -54,10 +54,10 @@ pub enum Measure {
 #[derive(Args, Debug)]
 pub struct InterceptArgs {
     /// Alternating rounds of each loop.
-    #[arg(long, default_value_t = 21)]
+    #[arg(long, default_value_t = 101)]
     pub rounds: usize,
     /// 512-byte request/response round trips per round.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 2_000)]
     pub round_trips: u64,
 }
 
@@ -198,9 +198,19 @@ fn intercept(a: InterceptArgs) -> Result<i32, Failure> {
     println!("|---|---:|");
     println!("| glibc send/recv (no interposer) | {:.0} |", m.direct_ns);
     println!("| interposer, no case running | {:.0} |", m.interposed_ns);
+    let mut r = m.ratios.clone();
+    r.sort_by(f64::total_cmp);
+    let q = |p: usize| r.get(r.len() * p / 100).copied().unwrap_or(f64::NAN);
     println!(
-        "ratio interposed/direct: {:.4} (median of per-round ratios)",
-        m.ratio()
+        "ratio interposed/direct: {:.4} (median of per-round ratios; quartiles {:.4}..{:.4}){}",
+        m.ratio(),
+        q(25),
+        q(75),
+        if m.case_running {
+            " [a case was running: not the idle path]"
+        } else {
+            ""
+        }
     );
     Ok(EXIT_CLEAN)
 }
