@@ -9,6 +9,7 @@
 
 mod uninstrumented_wrapper;
 
+use harness::exec::{self, CaseConfig};
 use harness::report::{schema, Mode, ViolationKind};
 use harness::run::{self, RunConfig, Source};
 use harness::scenario;
@@ -57,5 +58,31 @@ fn the_racy_wrapper_is_caught_as_fd_reuse_with_inode_evidence() {
         "{}",
         v.replay
     );
-    eprintln!("caught after {} cases: {}", sc.cases, v.message);
+    eprintln!(
+        "first fd_reuse in case {} of {}: {}",
+        v.case, sc.cases, v.message
+    );
+
+    // The saved schedule replays the interleaving, as a case of netfd does:
+    // switch points inside the foreign op are as deterministic as netfd's.
+    let s = scenario::parse_str(CLOSE_VS_READ, "raw.json").unwrap_or_else(|e| panic!("{e}"));
+    let target: Arc<dyn Target> = Arc::new(RawTarget { guarded: false });
+    let replays = 5;
+    let mut reproduced = 0;
+    for _ in 0..replays {
+        let mut cc = CaseConfig::new(Mode::Controlled, v.seed);
+        cc.hang_bound = Duration::from_millis(500);
+        cc.schedule = v.schedule.clone();
+        let o = exec::run_case(target.clone(), &s, &cc).expect("replay runs");
+        if o.found.iter().any(|f| f.kind == ViolationKind::FdReuse) {
+            reproduced += 1;
+        }
+        if o.hung {
+            break;
+        }
+    }
+    assert!(
+        reproduced >= replays - 1,
+        "the saved schedule reproduced fd_reuse in {reproduced} of {replays} replays"
+    );
 }
