@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uninstrumented_wrapper::{RawTarget, CLOSE_VS_ACCEPT, CLOSE_VS_READ};
 
-/// name, kind, numbers, scope, result.
-type Seen = (&'static str, Kind, Vec<RawFd>, Scope, i64);
+/// name, kind, numbers, scope, result, numbers created.
+type Seen = (&'static str, Kind, Vec<RawFd>, Scope, i64, Vec<RawFd>);
 
 #[derive(Default)]
 struct Recorder {
@@ -38,13 +38,17 @@ impl Observer for Recorder {
         scope: Scope,
         ret: i64,
         _errno: i32,
-        _created: &[RawFd],
+        created: &[RawFd],
         _parked: bool,
     ) {
-        self.seen
-            .lock()
-            .unwrap()
-            .push((call.name, call.kind, call.fds.to_vec(), scope, ret));
+        self.seen.lock().unwrap().push((
+            call.name,
+            call.kind,
+            call.fds.to_vec(),
+            scope,
+            ret,
+            created.to_vec(),
+        ));
     }
 }
 
@@ -74,13 +78,42 @@ fn a_plain_std_read_on_an_observed_thread_reaches_the_observer() {
             std::io::Error::last_os_error().raw_os_error(),
             Some(libc::EBADF)
         );
+        // The variadic fcntl(F_DUPFD_CLOEXEC) std's try_clone makes, and a
+        // poll, are seen with the numbers they name and create.
+        let clone = b.try_clone().unwrap();
+        let mut p = libc::pollfd {
+            fd: b.as_raw_fd(),
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        assert_eq!(unsafe { libc::poll(&mut p, 1, 0) }, 1);
+        assert!(
+            p.revents & libc::POLLOUT != 0,
+            "the kernel's revents reach the caller"
+        );
+        let seen = rec.seen.lock().unwrap().clone();
+        let fd = b.as_raw_fd();
+        assert!(
+            seen.iter()
+                .any(|(name, kind, fds, _, _, made)| *name == "fcntl"
+                    && *kind == Kind::Create
+                    && fds == &[fd]
+                    && made == &[clone.as_raw_fd()]),
+            "try_clone not seen: {seen:?}"
+        );
+        assert!(
+            seen.iter()
+                .any(|(name, _, fds, _, ret, _)| *name == "poll" && fds == &[fd] && *ret == 1),
+            "poll not seen: {seen:?}"
+        );
     }
     assert_eq!(&buf, b"ping");
     let seen = rec.seen.lock().unwrap().clone();
     let fd = b.as_raw_fd();
     assert!(
         seen.iter()
-            .any(|(name, kind, fds, scope, ret)| *kind == Kind::Read
+            .any(|(name, kind, fds, scope, ret, _)| *kind == Kind::Read
                 && fds == &[fd]
                 && scope.object == object
                 && *ret == 4

@@ -72,12 +72,14 @@ pub const ENTRY_POINTS: &[&str] = &[
 ];
 
 /// Whether and how a call may block in the kernel.
-enum Block<'a> {
+enum Block {
     Never,
     /// On `fd`, until it has `events`.
     On(RawFd, i16),
-    /// A poll over these with a timeout that is not zero.
-    Poll(&'a [libc::pollfd]),
+    /// A poll over the caller's array (a raw pointer: the kernel writes
+    /// `revents` there during the call, so no reference may cover it) with
+    /// a timeout that is not zero.
+    Poll(*const libc::pollfd, usize),
 }
 
 /// The numbers a successful call created.
@@ -136,7 +138,8 @@ fn slow(
     let parks = match block {
         Block::Never => false,
         Block::On(fd, events) => super::raw::would_block(fd, events),
-        Block::Poll(p) => super::raw::none_ready(p),
+        // SAFETY: `p` and `n` are the caller's poll array (poll's contract).
+        Block::Poll(p, n) => unsafe { super::raw::none_ready(p, n) },
     };
     if parks {
         observer.parking();
@@ -327,7 +330,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const libc::iovec, cnt: c_int) 
     ) as ssize_t
 }
 
-fn blocks_unless_dontwait(fd: c_int, flags: c_int, events: i16) -> Block<'static> {
+fn blocks_unless_dontwait(fd: c_int, flags: c_int, events: i16) -> Block {
     if flags & libc::MSG_DONTWAIT != 0 {
         Block::Never
     } else {
@@ -641,31 +644,27 @@ pub unsafe extern "C" fn getpeername(fd: c_int, addr: *mut sockaddr, len: *mut s
 /// At most this many numbers of one poll are judged (the rest pass).
 const POLL_JUDGED: usize = 8;
 
-fn poll_fds(
-    fds: *const libc::pollfd,
-    n: libc::nfds_t,
-) -> ([RawFd; POLL_JUDGED], usize, &'static [libc::pollfd]) {
+fn poll_fds(fds: *const libc::pollfd, n: libc::nfds_t) -> ([RawFd; POLL_JUDGED], usize) {
     let mut out = [-1; POLL_JUDGED];
-    if fds.is_null() || n == 0 {
-        return (out, 0, &[]);
+    if fds.is_null() {
+        return (out, 0);
     }
-    // SAFETY: the caller of poll/ppoll passes `n` valid pollfds at `fds`;
-    // the slice lives only for this call (the 'static is local to it).
-    let all: &'static [libc::pollfd] = unsafe { std::slice::from_raw_parts(fds, n as usize) };
-    let k = all.len().min(POLL_JUDGED);
-    for (o, p) in out.iter_mut().zip(all) {
-        *o = p.fd;
+    let k = (n as usize).min(POLL_JUDGED);
+    for (i, o) in out.iter_mut().enumerate().take(k) {
+        // SAFETY: the caller of poll/ppoll passes `n` valid pollfds at
+        // `fds`; each is read by value, no reference to the array is made.
+        *o = unsafe { std::ptr::read(fds.add(i)) }.fd;
     }
-    (out, k, all)
+    (out, k)
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn poll(fds: *mut libc::pollfd, n: libc::nfds_t, timeout: c_int) -> c_int {
-    let (named, k, all) = poll_fds(fds, n);
-    let block = if timeout == 0 {
+    let (named, k) = poll_fds(fds, n);
+    let block = if timeout == 0 || fds.is_null() {
         Block::Never
     } else {
-        Block::Poll(all)
+        Block::Poll(fds, n as usize)
     };
     observed(
         "poll",
@@ -703,10 +702,14 @@ pub unsafe extern "C" fn ppoll(
     ts: *const libc::timespec,
     sigmask: *const libc::sigset_t,
 ) -> c_int {
-    let (named, k, all) = poll_fds(fds, n);
+    let (named, k) = poll_fds(fds, n);
     // SAFETY: a non-null `ts` points to a timespec (ppoll's contract).
     let zero = !ts.is_null() && unsafe { (*ts).tv_sec == 0 && (*ts).tv_nsec == 0 };
-    let block = if zero { Block::Never } else { Block::Poll(all) };
+    let block = if zero || fds.is_null() {
+        Block::Never
+    } else {
+        Block::Poll(fds, n as usize)
+    };
     observed(
         "ppoll",
         Kind::Use,

@@ -47,9 +47,17 @@ pub fn would_block(fd: RawFd, events: i16) -> bool {
     n == 0
 }
 
-/// Whether a zero-timeout ppoll over `fds` finds none of them ready.
-pub fn none_ready(fds: &[libc::pollfd]) -> bool {
-    let mut copy: Vec<libc::pollfd> = fds.to_vec();
+/// Whether a zero-timeout ppoll over the `n` pollfds at `fds` finds none
+/// of them ready. Polls a copy: the caller's array is the caller's.
+///
+/// # Safety
+/// `fds` points to `n` readable pollfds.
+pub unsafe fn none_ready(fds: *const libc::pollfd, n: usize) -> bool {
+    // SAFETY: the caller guarantees `n` readable pollfds at `fds`; they
+    // are copied by value.
+    let mut copy: Vec<libc::pollfd> = (0..n)
+        .map(|i| unsafe { std::ptr::read(fds.add(i)) })
+        .collect();
     let ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
