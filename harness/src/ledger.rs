@@ -34,6 +34,9 @@ use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::Mutex;
 
+/// The name close(2) is recorded under, whoever reports it.
+const CLOSE: &str = "close";
+
 /// How many events of the case's history a violation carries.
 const TRACE_LEN: usize = 64;
 
@@ -45,6 +48,9 @@ pub struct LedgerViolation {
     pub owner: OwnerId,
     pub holder: Option<OwnerId>,
     pub op: SysOp,
+    /// The name of the call (`read`, or the libc name of an interposed
+    /// call such as `recv`).
+    pub call: &'static str,
     pub thread: usize,
     pub message: String,
     pub evidence: Option<String>,
@@ -65,7 +71,7 @@ struct State {
     numbers: HashMap<RawFd, OwnerId>,
     owners: HashMap<OwnerId, OwnerRec>,
     /// Number → (thread, owner, op, generation) of calls in flight on it.
-    in_flight: HashMap<RawFd, Vec<(usize, OwnerId, SysOp, u64)>>,
+    in_flight: HashMap<RawFd, Vec<(usize, OwnerId, &'static str, u64)>>,
     /// Number → how many times the kernel has handed it out. A call in
     /// flight from an earlier generation finished in the kernel before the
     /// number was handed out again; only its report is late.
@@ -74,6 +80,27 @@ struct State {
     violations: Vec<LedgerViolation>,
     syscalls_checked: u64,
     closes_checked: u64,
+}
+
+/// Record that the kernel handed `fd` to `new_owner`.
+fn created(st: &mut State, fd: RawFd, new_owner: OwnerId) {
+    *st.generation.entry(fd).or_default() += 1;
+    // A number we thought open was released outside our view.
+    if let Some(old) = st.numbers.insert(fd, new_owner) {
+        if let Some(rec) = st.owners.get_mut(&old) {
+            if rec.fd == fd {
+                rec.released = true;
+            }
+        }
+    }
+    st.owners.insert(
+        new_owner,
+        OwnerRec {
+            fd,
+            identity: netfd::sys::file_identity(fd),
+            released: false,
+        },
+    );
 }
 
 /// One event as recorded; turned into a report [`Event`] on demand.
@@ -167,13 +194,19 @@ impl Ledger {
     }
 
     pub fn before_syscall(&self, thread: usize, call: &Syscall) {
+        self.before_named(thread, call, call.op.name())
+    }
+
+    /// [`before_syscall`](Ledger::before_syscall) for a call whose name is
+    /// not `call.op`'s (an interposed libc call: `recv` checked as a read).
+    pub fn before_named(&self, thread: usize, call: &Syscall, name: &'static str) {
         let mut st = self.lock();
         let event = st.events.len();
         st.events.push(RawEvent {
             thread,
             owner: call.owner,
             fd: (call.fd >= 0).then_some(call.fd),
-            what: call.op.name().to_string(),
+            what: name.to_string(),
             result: None,
         });
         if call.fd < 0 || call.owner == OwnerId::INTERNAL {
@@ -195,6 +228,7 @@ impl Ledger {
                 owner: call.owner,
                 holder,
                 op: call.op,
+                call: name,
                 thread,
                 message,
                 evidence,
@@ -202,7 +236,7 @@ impl Ledger {
             });
         };
         let generation = st.generation.get(&call.fd).copied().unwrap_or(0);
-        let others: Vec<(usize, OwnerId, SysOp, u64)> = st
+        let others: Vec<(usize, OwnerId, &'static str, u64)> = st
             .in_flight
             .get(&call.fd)
             .map(|v| {
@@ -216,7 +250,7 @@ impl Ledger {
             st.closes_checked += 1;
             let same_owner_close = others
                 .iter()
-                .find(|(_, o, op, _)| *op == SysOp::Close && *o == call.owner);
+                .find(|(_, o, op, _)| *op == CLOSE && *o == call.owner);
             if let Some((t, _, _, _)) = same_owner_close {
                 raise(
                     &mut st,
@@ -238,7 +272,7 @@ impl Ledger {
                     None,
                 );
             }
-        } else if let Some((t, o, _, _)) = others.iter().find(|(_, _, op, _)| *op == SysOp::Close) {
+        } else if let Some((t, o, _, _)) = others.iter().find(|(_, _, op, _)| *op == CLOSE) {
             // The same race seen from the other side: whichever the kernel
             // runs first, this call may meet a released number.
             raise(
@@ -246,7 +280,7 @@ impl Ledger {
                 ViolationKind::CloseInFlight,
                 format!(
                     "{}({}) for {} while close for {} on thread {} was in flight",
-                    call.op, call.fd, call.owner, o, t
+                    name, call.fd, call.owner, o, t
                 ),
                 None,
             );
@@ -285,7 +319,7 @@ impl Ledger {
                     ViolationKind::FdReuse,
                     format!(
                         "{}({}) for {} reached {whose}: the number was closed and handed out again",
-                        call.op, call.fd, call.owner
+                        name, call.fd, call.owner
                     ),
                     evidence,
                 );
@@ -295,7 +329,7 @@ impl Ledger {
                     ViolationKind::UseAfterClose,
                     format!(
                         "{}({}) for {} after its descriptor was released",
-                        call.op, call.fd, call.owner
+                        name, call.fd, call.owner
                     ),
                     None,
                 );
@@ -306,7 +340,7 @@ impl Ledger {
                 ViolationKind::FdReuse,
                 format!(
                     "{}({}) for {} whose descriptor is {}",
-                    call.op, call.fd, call.owner, rec.fd
+                    name, call.fd, call.owner, rec.fd
                 ),
                 None,
             );
@@ -314,48 +348,41 @@ impl Ledger {
         st.in_flight
             .entry(call.fd)
             .or_default()
-            .push((thread, call.owner, call.op, generation));
+            .push((thread, call.owner, name, generation));
     }
 
     pub fn after_syscall(&self, thread: usize, call: &Syscall, result: SysResult) {
+        self.after_named(thread, call, call.op.name(), result)
+    }
+
+    /// [`after_syscall`](Ledger::after_syscall) under another name.
+    pub fn after_named(
+        &self,
+        thread: usize,
+        call: &Syscall,
+        name: &'static str,
+        result: SysResult,
+    ) {
         let mut st = self.lock();
         st.events.push(RawEvent {
             thread,
             owner: call.owner,
             fd: (call.fd >= 0).then_some(call.fd),
-            what: format!("{} returned", call.op.name()),
+            what: format!("{name} returned"),
             result: Some(result_text(result)),
         });
         let mut started_in = None;
         if let Some(v) = st.in_flight.get_mut(&call.fd) {
             if let Some(i) = v
                 .iter()
-                .position(|(t, o, op, _)| *t == thread && *o == call.owner && *op == call.op)
+                .position(|(t, o, op, _)| *t == thread && *o == call.owner && *op == name)
             {
                 started_in = Some(v.swap_remove(i).3);
             }
         }
         if call.op.creates_descriptor() {
             if let Ok(n) = result {
-                let fd = n as RawFd;
-                let new_owner = call.new_owner;
-                *st.generation.entry(fd).or_default() += 1;
-                // A number we thought open was released outside our view.
-                if let Some(old) = st.numbers.insert(fd, new_owner) {
-                    if let Some(rec) = st.owners.get_mut(&old) {
-                        if rec.fd == fd {
-                            rec.released = true;
-                        }
-                    }
-                }
-                st.owners.insert(
-                    new_owner,
-                    OwnerRec {
-                        fd,
-                        identity: netfd::sys::file_identity(fd),
-                        released: false,
-                    },
-                );
+                created(&mut st, n as RawFd, call.new_owner);
             }
             return;
         }
@@ -385,6 +412,20 @@ impl Ledger {
                 }
             }
         }
+    }
+
+    /// The kernel handed `fd` to `owner` (a number an interposed call such
+    /// as `dup`, `pipe2` or `socketpair` created).
+    pub fn created(&self, thread: usize, fd: RawFd, owner: OwnerId, name: &'static str) {
+        let mut st = self.lock();
+        st.events.push(RawEvent {
+            thread,
+            owner,
+            fd: Some(fd),
+            what: format!("{name} created"),
+            result: None,
+        });
+        created(&mut st, fd, owner);
     }
 
     /// Owners created in this case whose number is still open (checked after

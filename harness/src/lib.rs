@@ -9,6 +9,8 @@
 //!   implementation for every netfd variant.
 //! - [`ledger`]: the oracle that checks every syscall against descriptor
 //!   ownership.
+//! - [`intercept`]: the libc entry points that let the ledger see socket
+//!   code that was never instrumented.
 //! - [`exec`]: runs one case on real threads and sockets, controlled or free.
 //! - [`gen`]: proptest strategies for generated cases and schedules, and
 //!   the runner that shrinks a failing one to a minimal, replayable case.
@@ -19,6 +21,7 @@
 pub mod cli;
 pub mod exec;
 pub mod gen;
+pub mod intercept;
 pub mod ledger;
 pub mod report;
 pub mod run;

@@ -2,102 +2,103 @@
 //!
 //! The harness never names netfd's socket types outside this module. A
 //! [`Target`] opens listeners, dials, and binds datagram sockets; the
-//! returned [`Listener`]s and [`Conn`]s do the operations of a scenario. For
-//! the ledger to check anything, the implementation reports every syscall
-//! that passes a descriptor number to the kernel through netfd's probe:
-//! either by making its syscalls through [`netfd::sys`] (which reports them),
-//! or by calling [`netfd::probe::before_syscall`] and
-//! [`netfd::probe::after_syscall`] around its own. Sync points
-//! ([`netfd::probe::sync_point`]) are where a controlled schedule may switch
-//! threads; a target that reports none still runs, switching only between
-//! scenario ops.
+//! returned [`Listener`]s and [`Conn`]s do the operations of a scenario.
 //!
-//! A complete target, wrapping `std::net` TCP sockets whose numbers it
-//! reports. Its Close can only shutdown(2) — std has no way to close a socket
-//! another thread may be reading — so the number stays open until the value
-//! drops after the case, and the ledger reports each socket as a `leak`:
-//! the gap netfd's Close contract closes. A report names a custom target
-//! `custom:<name>`.
+//! The adapter is all a user writes: no probe calls, no sync points. The
+//! harness observes a target's syscalls through its interposer
+//! ([`crate::intercept`]): numbers created while a listen, dial or accept
+//! runs belong to the object it returns, calls made while an op on X runs
+//! are calls for X, every such call is a switch point for a controlled
+//! schedule, and the ledger's rules (`fd_reuse`, `use_after_close`,
+//! `close_in_flight`, `double_close`, `leak`) apply as they do to netfd.
+//! [`Conn::is_closed_error`] and [`Listener::is_closed_error`] say what the
+//! target's "closed" error is (default: netfd's), so it is judged by its own
+//! contract. netfd itself reports every call through its probe and says so
+//! ([`Target::reports_syscalls`]); a target that does the same may too.
+//! [`StdNetTarget`] is a ready-made one for `std::net` with
+//! shutdown-to-cancel.
+//!
+//! A complete target: a wrapper around raw numbers, as written with no
+//! thought of the harness. Its Close releases the number while another
+//! thread may have loaded it: the harness reports that as `fd_reuse` when
+//! another socket took the number in between (`tests/uninstrumented_racy.rs`
+//! runs the same shape). A report names a custom target `custom:<name>`.
+//! The binary that runs it calls [`crate::intercept::link`] once.
 //!
 //! ```
 //! use harness::target::{Addr, Conn, Listener, Target};
 //! use harness::scenario::Direction;
-//! use netfd::probe::{self, OwnerId, SysOp, Syscall};
-//! use std::io::{self, Read, Write};
+//! use std::io;
 //! use std::net::SocketAddr;
-//! use std::os::fd::AsRawFd;
+//! use std::os::fd::{IntoRawFd, RawFd};
+//! use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
 //! use std::time::Instant;
 //!
-//! struct StdTarget;
-//! struct StdConn(std::net::TcpStream, OwnerId);
-//! struct StdListener(std::net::TcpListener, OwnerId);
+//! struct RawTarget;
+//! struct RawConn(AtomicI32);
 //!
-//! /// Tell the ledger that `fd` now belongs to a fresh owner: without this it
-//! /// knows none of the target's sockets and has nothing to check.
-//! fn created(fd: i32) -> OwnerId {
-//!     let owner = OwnerId::next();
-//!     let call = Syscall { op: SysOp::Socket, fd: -1, owner: OwnerId::NONE, new_owner: owner };
-//!     probe::before_syscall(&call);
-//!     probe::after_syscall(&call, Ok(i64::from(fd)));
-//!     owner
+//! fn closed() -> io::Error {
+//!     io::Error::new(io::ErrorKind::NotConnected, "raw socket is closed")
 //! }
 //!
-//! /// Report one syscall on `fd` for `owner` around `f`.
-//! fn observed<T>(op: SysOp, fd: i32, owner: OwnerId, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-//!     let call = Syscall { op, fd, owner, new_owner: OwnerId::NONE };
-//!     probe::before_syscall(&call);
-//!     let r = f();
-//!     probe::after_syscall(&call, r.as_ref().map(|_| 0).map_err(|e| e.raw_os_error().unwrap_or(0)));
-//!     r
+//! fn cvt(r: isize) -> io::Result<usize> {
+//!     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
 //! }
 //!
-//! impl Conn for StdConn {
-//!     fn owner(&self) -> OwnerId { self.1 }
+//! impl Conn for RawConn {
 //!     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-//!         observed(SysOp::Read, self.0.as_raw_fd(), self.1, || (&self.0).read(buf))
+//!         let fd = self.0.load(SeqCst);
+//!         if fd < 0 { return Err(closed()) }
+//!         // SAFETY: `buf` is valid for writes of its length.
+//!         cvt(unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) })
 //!     }
 //!     fn write(&self, buf: &[u8]) -> io::Result<usize> {
-//!         observed(SysOp::Write, self.0.as_raw_fd(), self.1, || (&self.0).write_all(buf).map(|_| buf.len()))
+//!         let fd = self.0.load(SeqCst);
+//!         if fd < 0 { return Err(closed()) }
+//!         // SAFETY: `buf` is valid for reads of its length.
+//!         cvt(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
 //!     }
 //!     fn set_deadline(&self, _dir: Direction, _at: Option<Instant>) -> io::Result<()> {
-//!         Err(io::Error::new(io::ErrorKind::Unsupported, "std has no absolute deadlines"))
+//!         Err(io::Error::new(io::ErrorKind::Unsupported, "no deadlines"))
 //!     }
 //!     fn close(&self) -> io::Result<()> {
-//!         observed(SysOp::Shutdown, self.0.as_raw_fd(), self.1, || self.0.shutdown(std::net::Shutdown::Both))
+//!         let fd = self.0.swap(-1, SeqCst);
+//!         if fd < 0 { return Err(closed()) }
+//!         // SAFETY: plain syscalls on the number this wrapper owned.
+//!         unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+//!         cvt(unsafe { libc::close(fd) } as isize).map(drop)
+//!     }
+//!     fn is_closed_error(&self, e: &io::Error) -> bool {
+//!         e.kind() == io::ErrorKind::NotConnected
 //!     }
 //! }
 //!
-//! impl Listener for StdListener {
-//!     fn owner(&self) -> OwnerId { self.1 }
-//!     fn accept(&self) -> io::Result<Box<dyn Conn>> {
-//!         let (s, _) = self.0.accept()?;
-//!         let owner = created(s.as_raw_fd());
-//!         Ok(Box::new(StdConn(s, owner)))
-//!     }
-//!     fn close(&self) -> io::Result<()> { Ok(()) }
-//!     fn local_addr(&self) -> io::Result<Addr> { self.0.local_addr().map(Addr::Inet) }
-//! }
-//!
-//! impl Target for StdTarget {
-//!     fn name(&self) -> String { "custom:std".into() }
-//!     fn listen(&self, addr: &Addr) -> io::Result<Box<dyn Listener>> {
-//!         let Addr::Inet(a) = addr else { return Err(io::ErrorKind::Unsupported.into()) };
-//!         let l = std::net::TcpListener::bind(a)?;
-//!         let owner = created(l.as_raw_fd());
-//!         Ok(Box::new(StdListener(l, owner)))
+//! impl Target for RawTarget {
+//!     fn name(&self) -> String { "custom:raw".into() }
+//!     fn listen(&self, _addr: &Addr) -> io::Result<Box<dyn Listener>> {
+//!         Err(io::ErrorKind::Unsupported.into())
 //!     }
 //!     fn dial(&self, addr: &Addr) -> io::Result<Box<dyn Conn>> {
 //!         let Addr::Inet(a) = addr else { return Err(io::ErrorKind::Unsupported.into()) };
-//!         let s = std::net::TcpStream::connect(a)?;
-//!         let owner = created(s.as_raw_fd());
-//!         Ok(Box::new(StdConn(s, owner)))
+//!         let fd: RawFd = std::net::TcpStream::connect(a)?.into_raw_fd();
+//!         Ok(Box::new(RawConn(AtomicI32::new(fd))))
 //!     }
-//!     fn bind_datagram(&self, _local: SocketAddr, _peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
-//!         Err(io::ErrorKind::Unsupported.into())
+//!     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
+//!         let s = std::net::UdpSocket::bind(local)?;
+//!         s.connect(peer)?;
+//!         Ok(Box::new(RawConn(AtomicI32::new(s.into_raw_fd()))))
 //!     }
 //! }
-//! # let _ = StdTarget.name();
+//! # harness::intercept::link();
+//! # let _ = RawTarget.name();
 //! ```
+//!
+//! Run it with [`crate::run::run`] over scenario files (`README.md`,
+//! "Check your own socket type").
+
+mod std_net;
+
+pub use std_net::StdNetTarget;
 
 use crate::scenario::Direction;
 use netfd::probe::OwnerId;
@@ -133,19 +134,39 @@ pub trait Target: Send + Sync {
     fn dial(&self, addr: &Addr) -> io::Result<Box<dyn Conn>>;
     /// A datagram socket bound to `local` whose writes go to `peer`.
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>>;
+    /// Whether every syscall the target makes is reported through netfd's
+    /// probe (netfd itself). If so the harness relies on those reports
+    /// alone; otherwise (the default) its objects are observed through the
+    /// interposer ([`crate::intercept`]).
+    fn reports_syscalls(&self) -> bool {
+        false
+    }
 }
 
 /// A listening socket under test.
 pub trait Listener: Send + Sync {
-    fn owner(&self) -> OwnerId;
+    /// The id the probe reports this socket's calls under; `NONE` (the
+    /// default) lets the harness name it.
+    fn owner(&self) -> OwnerId {
+        OwnerId::NONE
+    }
     fn accept(&self) -> io::Result<Box<dyn Conn>>;
     fn close(&self) -> io::Result<()>;
     fn local_addr(&self) -> io::Result<Addr>;
+    /// Whether `e` is this socket's "closed" error: what an accept racing
+    /// or following Close may return. Default: netfd's.
+    fn is_closed_error(&self, e: &io::Error) -> bool {
+        netfd::is_closed(e)
+    }
 }
 
 /// A connected socket under test (stream, or datagram with a fixed peer).
 pub trait Conn: Send + Sync {
-    fn owner(&self) -> OwnerId;
+    /// The id the probe reports this socket's calls under; `NONE` (the
+    /// default) lets the harness name it.
+    fn owner(&self) -> OwnerId {
+        OwnerId::NONE
+    }
     /// Read (stream) or receive one datagram.
     fn read(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Write all of `buf` (stream) or send it as one datagram to the peer.
@@ -156,6 +177,11 @@ pub trait Conn: Send + Sync {
     /// The address a peer reaches this socket at (datagram sockets).
     fn local_addr(&self) -> io::Result<Option<SocketAddr>> {
         Ok(None)
+    }
+    /// Whether `e` is this socket's "closed" error: what an op racing or
+    /// following Close may return instead of its result. Default: netfd's.
+    fn is_closed_error(&self, e: &io::Error) -> bool {
+        netfd::is_closed(e)
     }
 }
 
@@ -244,7 +270,7 @@ impl Listener for NetfdListener {
     fn accept(&self) -> io::Result<Box<dyn Conn>> {
         Ok(match self {
             NetfdListener::Tcp(l) => Box::new(NetfdConn::Tcp(l.accept()?.0)),
-            NetfdListener::Unix(l) => Box::new(NetfdConn::Unix(l.accept()?)),
+            NetfdListener::Unix(l) => Box::new(NetfdConn::Unix(l.accept()?.0)),
         })
     }
     fn close(&self) -> io::Result<()> {
@@ -295,5 +321,8 @@ impl Target for NetfdTarget {
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
         let s = netfd::UdpSocket::bind_with(local, self.options)?;
         Ok(Box::new(NetfdConn::Udp(s, peer)))
+    }
+    fn reports_syscalls(&self) -> bool {
+        true
     }
 }

@@ -13,6 +13,14 @@
 //! valid across each syscall must be found clean, so the verdict is about
 //! the protocol, not about the wrapper being foreign.
 //!
+//! This is also the mixed case: the wrapper creates its sockets with `std`
+//! (seen by the interposer, whose calls are attributed to the object the
+//! op returns) and reports the rest through netfd's probe (which the
+//! interposer passes through). Were a reported call counted twice, the
+//! interposer's copy would be a call for the std-made owner the report
+//! replaced, and the guarded twin would not be clean: it is what fails when
+//! the case probe stops marking reported calls.
+//!
 //! Only reads touch a stale number here (and only sockets of this process's
 //! own cases can have taken it), so no other test is disturbed.
 

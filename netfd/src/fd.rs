@@ -137,6 +137,26 @@ impl Fd {
         self.io_loop(Dir::Write, |fd| sys::send_to(fd, self.owner, buf, addr))
     }
 
+    /// Run `op` under the read side, waiting for readability between
+    /// attempts (peek, recv, readv: the reads that are not plain read(2)).
+    pub(crate) fn read_with<T>(
+        &self,
+        mut op: impl FnMut(RawFd, OwnerId) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let _r = self.acquire(Some(Side::Read))?;
+        self.io_loop(Dir::Read, |fd| op(fd, self.owner))
+    }
+
+    /// Run `op` once to completion under the write side (a datagram send, a
+    /// vectored write: one syscall's worth, no write-all loop).
+    pub(crate) fn write_with<T>(
+        &self,
+        mut op: impl FnMut(RawFd, OwnerId) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let _r = self.acquire(Some(Side::Write))?;
+        self.io_loop(Dir::Write, |fd| op(fd, self.owner))
+    }
+
     pub(crate) fn accept(&self, new_owner: OwnerId) -> io::Result<(RawFd, SockAddr)> {
         let _r = self.acquire(Some(Side::Read))?;
         self.io_loop(Dir::Read, |fd| sys::accept(fd, self.owner, new_owner))

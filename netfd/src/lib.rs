@@ -8,17 +8,20 @@
 //! wakes every parked operation explicitly, and the number is released only
 //! when the last reference is gone — before Close returns.
 //!
-//! ```no_run
+//! ```
 //! use netfd::TcpListener;
-//! use std::io::{Read, Write};
-//! let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())?;
-//! let addr = listener.local_addr()?;
+//! let listener = TcpListener::bind("127.0.0.1:0")?;
 //! std::thread::scope(|s| {
-//!     s.spawn(|| listener.accept()); // parked in accept...
+//!     let parked = s.spawn(|| listener.accept().map(drop)); // parked in accept...
 //!     listener.close().unwrap(); // ...woken with the closed error
+//!     assert!(netfd::is_closed(&parked.join().unwrap().unwrap_err()));
 //! });
 //! # Ok::<(), std::io::Error>(())
 //! ```
+//!
+//! The socket types have std's signatures (see [`net`]): code written for
+//! `std::net` compiles against netfd after `use netfd as net;` (and
+//! `use netfd::unix;` for `std::os::unix::net`).
 //!
 //! Layers (each one file or folder): [`sys`] owns every syscall and reports
 //! each to the [`probe`]; [`fdmutex`] is the lifetime state word; [`poll`] is
@@ -144,7 +147,15 @@ pub mod sys;
 pub mod variants;
 
 pub use error::{is_closed, is_timeout, CLOSED_MESSAGE};
-pub use net::{Options, TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+pub use net::unix;
+pub use net::{
+    Incoming, Options, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream,
+};
 pub use poll::WaitPath;
 pub use probe::OwnerId;
+/// std's address types, so `use netfd as net;` stands in for `use std::net;`.
+pub use std::net::{
+    AddrParseError, IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6,
+    ToSocketAddrs,
+};
 pub use variants::Variant;

@@ -74,6 +74,45 @@ impl NetFd {
         }
     }
 
+    /// Adopt a descriptor from elsewhere (a std socket, an `OwnedFd`): made
+    /// non-blocking and given a fresh owner; closed if adopting fails.
+    pub(crate) fn adopt_foreign(sysfd: RawFd, opts: Options) -> io::Result<NetFd> {
+        let owner = OwnerId::next();
+        let family = match sys::set_nonblocking(sysfd, owner, true)
+            .and_then(|()| sys::getsockname(sysfd, owner))
+        {
+            Ok(addr) => addr.family(),
+            Err(e) => {
+                let _ = sys::close(sysfd, owner);
+                return Err(e);
+            }
+        };
+        NetFd::adopt(sysfd, owner, family, opts)
+    }
+
+    /// A connected pair of Unix sockets of type `ty`.
+    pub(crate) fn pair(ty: i32, opts: Options) -> io::Result<(NetFd, NetFd)> {
+        let owners = [OwnerId::next(), OwnerId::next()];
+        let [a, b] = sys::socketpair(ty, owners)?;
+        let first = match NetFd::adopt(a, owners[0], libc::AF_UNIX, opts) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = sys::close(b, owners[1]);
+                return Err(e);
+            }
+        };
+        let second = NetFd::adopt(b, owners[1], libc::AF_UNIX, opts)?;
+        Ok((first, second))
+    }
+
+    /// A second socket object for the same kernel socket (std's
+    /// `try_clone`): its own number, owner and lifetime; same options.
+    pub(crate) fn try_clone(&self) -> io::Result<NetFd> {
+        let new_owner = OwnerId::next();
+        let sysfd = self.control(|n, owner| sys::dup(n, owner, new_owner))?;
+        NetFd::adopt(sysfd, new_owner, self.family, self.opts)
+    }
+
     pub(crate) fn owner(&self) -> OwnerId {
         self.owner
     }
@@ -96,6 +135,20 @@ impl NetFd {
 
     pub(crate) fn send_to(&self, buf: &[u8], addr: &SockAddr) -> io::Result<usize> {
         dispatch!(self, fd => fd.send_to(buf, addr))
+    }
+
+    pub(crate) fn read_with<T>(
+        &self,
+        mut op: impl FnMut(RawFd, OwnerId) -> io::Result<T>,
+    ) -> io::Result<T> {
+        dispatch!(self, fd => fd.read_with(&mut op))
+    }
+
+    pub(crate) fn write_with<T>(
+        &self,
+        mut op: impl FnMut(RawFd, OwnerId) -> io::Result<T>,
+    ) -> io::Result<T> {
+        dispatch!(self, fd => fd.write_with(&mut op))
     }
 
     pub(crate) fn accept(&self) -> io::Result<(NetFd, SockAddr)> {

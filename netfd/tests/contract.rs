@@ -818,7 +818,7 @@ fn unix_stream_round_trip() {
         assert_eq!(l.local_path().unwrap().as_deref(), Some(sock.as_path()));
         thread::scope(|s| {
             let h = s.spawn(|| {
-                let c = l.accept().unwrap();
+                let (c, _) = l.accept().unwrap();
                 let mut buf = [0u8; 4];
                 (&c).read_exact(&mut buf).unwrap();
                 (&c).write_all(&buf).unwrap();

@@ -39,7 +39,7 @@ fn assert_timeout<T: std::fmt::Debug>(what: &str, r: io::Result<T>) {
 }
 
 fn tcp_pair(opts: Options, bind: &str) -> (TcpListener, TcpStream, TcpStream) {
-    let l = TcpListener::bind_with(bind.parse().unwrap(), opts).unwrap();
+    let l = TcpListener::bind_with(bind, opts).unwrap();
     let c = TcpStream::connect_with(l.local_addr().unwrap(), opts).unwrap();
     let (s, peer) = l.accept().unwrap();
     assert_eq!(peer, c.local_addr().unwrap());
@@ -134,8 +134,8 @@ fn tcp_deadlines(opts: Options) {
 }
 
 fn udp(opts: Options) {
-    let a = UdpSocket::bind_with(LO4.parse().unwrap(), opts).unwrap();
-    let b = UdpSocket::bind_with(LO4.parse().unwrap(), opts).unwrap();
+    let a = UdpSocket::bind_with(LO4, opts).unwrap();
+    let b = UdpSocket::bind_with(LO4, opts).unwrap();
     let (aa, ba) = (a.local_addr().unwrap(), b.local_addr().unwrap());
 
     assert_eq!(a.send_to(b"datagram one", ba).unwrap(), 12);
@@ -173,7 +173,7 @@ fn unix(opts: Options) {
     let l = UnixListener::bind_with(&path, opts).unwrap();
     assert_eq!(l.local_path().unwrap().as_deref(), Some(path.as_path()));
     let c = UnixStream::connect_with(&path, opts).unwrap();
-    let s = l.accept().unwrap();
+    let (s, _) = l.accept().unwrap();
     assert_eq!(c.peer_path().unwrap().as_deref(), Some(path.as_path()));
 
     (&c).write_all(b"over unix").unwrap();
@@ -207,7 +207,7 @@ fn dial_refused(opts: Options) {
     // parallel in this process, so another test may take the freed port
     // before the dial: then try another port.
     for _ in 0..5 {
-        let l = TcpListener::bind_with(LO4.parse().unwrap(), opts).unwrap();
+        let l = TcpListener::bind_with(LO4, opts).unwrap();
         let addr: SocketAddr = l.local_addr().unwrap();
         l.close().unwrap();
         match TcpStream::connect_with(addr, opts) {
@@ -285,7 +285,7 @@ fn historical_variants_default_to_the_poll_server() {
             WaitPath::Server
         };
         assert_eq!(Options::for_variant(v).wait, want, "{v}");
-        let l = TcpListener::bind_with(LO4.parse().unwrap(), Options::for_variant(v)).unwrap();
+        let l = TcpListener::bind_with(LO4, Options::for_variant(v)).unwrap();
         assert_eq!(l.options(), Options::for_variant(v));
     }
 }

@@ -46,6 +46,19 @@ pub enum Measure {
     Shrink(ShrinkArgs),
     /// Many generated cases against one variant (a one-off soak).
     Soak(SoakArgs),
+    /// What the syscall interposer costs with no case running: a
+    /// request/response loop through it vs straight to glibc, paired.
+    Intercept(InterceptArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InterceptArgs {
+    /// Alternating rounds of each loop.
+    #[arg(long, default_value_t = 101)]
+    pub rounds: usize,
+    /// 512-byte request/response round trips per round.
+    #[arg(long, default_value_t = 2_000)]
+    pub round_trips: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -171,7 +184,35 @@ pub fn cmd_measure(a: MeasureArgs) -> Result<i32, Failure> {
         Measure::First(a) => first(a),
         Measure::Shrink(a) => shrink(a),
         Measure::Soak(a) => soak(a),
+        Measure::Intercept(a) => intercept(a),
     }
+}
+
+fn intercept(a: InterceptArgs) -> Result<i32, Failure> {
+    let m = crate::intercept::measure::measure(a.rounds, a.round_trips)
+        .map_err(|e| Failure::harness(format!("measure intercept: {e}")))?;
+    println!(
+        "| path | ns per 512-byte round trip (median of {} rounds x {}) |",
+        m.rounds, m.round_trips
+    );
+    println!("|---|---:|");
+    println!("| glibc send/recv (no interposer) | {:.0} |", m.direct_ns);
+    println!("| interposer, no case running | {:.0} |", m.interposed_ns);
+    let mut r = m.ratios.clone();
+    r.sort_by(f64::total_cmp);
+    let q = |p: usize| r.get(r.len() * p / 100).copied().unwrap_or(f64::NAN);
+    println!(
+        "ratio interposed/direct: {:.4} (median of per-round ratios; quartiles {:.4}..{:.4}){}",
+        m.ratio(),
+        q(25),
+        q(75),
+        if m.case_running {
+            " [a case was running: not the idle path]"
+        } else {
+            ""
+        }
+    );
+    Ok(EXIT_CLEAN)
 }
 
 fn target(v: Variant) -> Arc<dyn Target> {

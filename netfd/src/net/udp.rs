@@ -1,45 +1,152 @@
-use super::{domain_of, inet_addr, socket_common, Options};
+use super::timeout::Timeouts;
+use super::{
+    debug_socket, domain_of, each_addr, inet_addr, socket_common, socket_timeouts, socket_ttl,
+    Options,
+};
 use crate::netfd::NetFd;
+use crate::poll::Dir;
 use crate::sys::{self, SockAddr};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 
-/// A UDP socket.
+/// A UDP socket: std's `UdpSocket` plus `close(&self)` and deadlines.
+/// Connected (`connect`, then `send`/`recv`) or not (`send_to`/`recv_from`).
+///
+/// ```
+/// use netfd::UdpSocket;
+///
+/// let a = UdpSocket::bind("127.0.0.1:0")?;
+/// let b = UdpSocket::bind("127.0.0.1:0")?;
+/// b.connect(a.local_addr()?)?;
+/// b.send(b"datagram")?;
+/// let mut buf = [0u8; 16];
+/// let (n, from) = a.recv_from(&mut buf)?;
+/// assert_eq!((&buf[..n], from), (&b"datagram"[..], b.local_addr()?));
+///
+/// // A recv parked in one thread, Close from another: the closed error.
+/// std::thread::scope(|s| {
+///     let parked = s.spawn(|| b.recv(&mut [0u8; 16]));
+///     b.close().unwrap();
+///     assert!(netfd::is_closed(&parked.join().unwrap().unwrap_err()));
+/// });
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct UdpSocket {
     fd: NetFd,
+    timeouts: Timeouts,
 }
 
 socket_common!(UdpSocket);
+socket_ttl!(UdpSocket);
+socket_timeouts!(UdpSocket);
+
+impl std::fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        debug_socket(f, "UdpSocket", &self.fd, false)
+    }
+}
 
 impl UdpSocket {
-    /// Bind to `addr` with the production protocol.
-    pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    /// Bind to the first address `addr` resolves to that binds, with the
+    /// production protocol (std's signature).
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         UdpSocket::bind_with(addr, Options::default())
     }
 
-    pub fn bind_with(addr: SocketAddr, opts: Options) -> io::Result<UdpSocket> {
-        let fd = NetFd::socket(domain_of(&addr), libc::SOCK_DGRAM, opts)?;
-        let sa = SockAddr::from_inet(addr);
-        fd.control(|n, owner| {
-            // As Go's newUDPConn.
-            sys::setsockopt_int(n, owner, libc::SOL_SOCKET, libc::SO_BROADCAST, 1)?;
-            sys::bind(n, owner, &sa)
-        })?;
-        Ok(UdpSocket { fd })
+    /// [`bind`](Self::bind) with a lifetime protocol and wait path. Like
+    /// Go's, the socket may send broadcasts (SO_BROADCAST on); std's starts
+    /// with it off.
+    pub fn bind_with(addr: impl ToSocketAddrs, opts: Options) -> io::Result<UdpSocket> {
+        each_addr(addr, |a| {
+            let fd = NetFd::socket(domain_of(a), libc::SOCK_DGRAM, opts)?;
+            let sa = SockAddr::from_inet(*a);
+            fd.control(|n, owner| {
+                // As Go's newUDPConn.
+                sys::setsockopt_int(n, owner, libc::SOL_SOCKET, libc::SO_BROADCAST, 1)?;
+                sys::bind(n, owner, &sa)
+            })?;
+            Ok(UdpSocket::from_netfd_plain(fd))
+        })
     }
 
     /// Receive one datagram, waiting for it.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        let (n, addr) = self.fd.recv_from(buf)?;
+        let (n, addr) = self
+            .timeouts
+            .run(&self.fd, Dir::Read, || self.fd.recv_from(buf))?;
         Ok((n, inet_addr(addr)?))
     }
 
-    /// Send one datagram to `addr`.
-    pub fn send_to(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
-        self.fd.send_to(buf, &SockAddr::from_inet(addr))
+    /// The next datagram and its sender, left in the queue.
+    pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let (n, addr) = self.timeouts.run(&self.fd, Dir::Read, || {
+            self.fd
+                .read_with(|fd, owner| sys::recv_from_flags(fd, owner, buf, libc::MSG_PEEK))
+        })?;
+        Ok((n, inet_addr(addr)?))
+    }
+
+    /// Send one datagram to the first address `addr` resolves to (std's
+    /// signature).
+    pub fn send_to(&self, buf: &[u8], addr: impl ToSocketAddrs) -> io::Result<usize> {
+        let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
+        })?;
+        let sa = SockAddr::from_inet(addr);
+        self.timeouts
+            .run(&self.fd, Dir::Write, || self.fd.send_to(buf, &sa))
+    }
+
+    /// Set the peer: `send` goes to it and only its datagrams are received.
+    pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        each_addr(addr, |a| self.fd.connect(&SockAddr::from_inet(*a)))
+    }
+
+    /// Send one datagram to the connected peer.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.timeouts.run(&self.fd, Dir::Write, || {
+            self.fd.write_with(|fd, owner| sys::write(fd, owner, buf))
+        })
+    }
+
+    /// Receive one datagram from the connected peer, waiting for it. A recv
+    /// parked when the socket is closed returns the closed error.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.timeouts.run(&self.fd, Dir::Read, || {
+            self.fd.read_with(|fd, owner| sys::recv(fd, owner, buf, 0))
+        })
+    }
+
+    /// The next datagram, left in the queue.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.timeouts.run(&self.fd, Dir::Read, || {
+            self.fd
+                .read_with(|fd, owner| sys::recv(fd, owner, buf, libc::MSG_PEEK))
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         inet_addr(self.fd.control(sys::getsockname)?)
+    }
+
+    /// The connected peer (ENOTCONN when there is none, as std).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        inet_addr(self.fd.control(sys::getpeername)?)
+    }
+
+    /// SO_BROADCAST.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.setsockopt(libc::SOL_SOCKET, libc::SO_BROADCAST, i32::from(on))
+    }
+
+    pub fn broadcast(&self) -> io::Result<bool> {
+        Ok(self.getsockopt(libc::SOL_SOCKET, libc::SO_BROADCAST)? != 0)
+    }
+}
+
+/// Adopts the descriptor (made non-blocking) with the default options.
+impl From<std::net::UdpSocket> for UdpSocket {
+    fn from(s: std::net::UdpSocket) -> UdpSocket {
+        UdpSocket::from(std::os::fd::OwnedFd::from(s))
     }
 }

@@ -125,6 +125,76 @@ impl SockAddr {
         Ok(out)
     }
 
+    /// A unix address of the family alone: bound, it asks Linux to pick a
+    /// unique abstract name (autobind); received, it names an unbound peer.
+    pub fn unix_unnamed() -> SockAddr {
+        let mut out = SockAddr::empty();
+        out.storage.ss_family = libc::AF_UNIX as libc::sa_family_t;
+        out.len = std::mem::size_of::<libc::sa_family_t>() as libc::socklen_t;
+        out
+    }
+
+    /// A Linux abstract unix address: `name` without the leading NUL.
+    pub fn from_abstract_name(name: &[u8]) -> io::Result<SockAddr> {
+        let mut sun = libc::sockaddr_un {
+            sun_family: libc::AF_UNIX as libc::sa_family_t,
+            sun_path: [0; 108],
+        };
+        if name.len() >= sun.sun_path.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "abstract unix socket name of {} bytes: at most {}",
+                    name.len(),
+                    sun.sun_path.len() - 1
+                ),
+            ));
+        }
+        for (dst, src) in sun.sun_path[1..].iter_mut().zip(name) {
+            *dst = *src as libc::c_char;
+        }
+        let mut out = SockAddr::empty();
+        // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_un.
+        unsafe {
+            std::ptr::write(
+                (&mut out.storage as *mut libc::sockaddr_storage).cast(),
+                sun,
+            )
+        };
+        out.len = (std::mem::size_of::<libc::sa_family_t>() + 1 + name.len()) as libc::socklen_t;
+        Ok(out)
+    }
+
+    /// The name of an abstract unix address (without the leading NUL).
+    pub fn as_abstract_name(&self) -> Option<Vec<u8>> {
+        let path = self.unix_path_bytes()?;
+        match path.first() {
+            Some(0) => Some(path[1..].to_vec()),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a unix address with no name (an unbound socket).
+    pub fn is_unix_unnamed(&self) -> bool {
+        self.unix_path_bytes().is_some_and(|p| p.is_empty())
+    }
+
+    /// The `sun_path` bytes the length covers, for a unix address.
+    fn unix_path_bytes(&self) -> Option<Vec<u8>> {
+        if self.family() != libc::AF_UNIX {
+            return None;
+        }
+        // SAFETY: the family says the storage holds a sockaddr_un.
+        let sun: libc::sockaddr_un = unsafe { std::ptr::read(self.as_ptr().cast()) };
+        let max = (self.len as usize).saturating_sub(std::mem::size_of::<libc::sa_family_t>());
+        Some(
+            sun.sun_path[..max.min(sun.sun_path.len())]
+                .iter()
+                .map(|&c| c as u8)
+                .collect(),
+        )
+    }
+
     pub fn as_inet(&self) -> Option<SocketAddr> {
         match self.family() {
             libc::AF_INET => {

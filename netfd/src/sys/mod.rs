@@ -157,6 +157,159 @@ pub fn shutdown(fd: RawFd, owner: OwnerId, how: std::net::Shutdown) -> io::Resul
     .map(drop)
 }
 
+/// recv(2) with `flags` (`MSG_PEEK` for a peek, 0 for a connected
+/// datagram socket's recv). Reported as a read.
+pub fn recv(fd: RawFd, owner: OwnerId, buf: &mut [u8], flags: i32) -> io::Result<usize> {
+    probed(SysOp::Read, fd, owner, OwnerId::NONE, || {
+        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+        unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) as i64 }
+    })
+    .map(|n| n as usize)
+}
+
+/// recvfrom(2) with `flags` (`MSG_PEEK` for `peek_from`).
+pub fn recv_from_flags(
+    fd: RawFd,
+    owner: OwnerId,
+    buf: &mut [u8],
+    flags: i32,
+) -> io::Result<(usize, SockAddr)> {
+    let mut addr = SockAddr::empty();
+    let n = probed(SysOp::RecvFrom, fd, owner, OwnerId::NONE, || {
+        let (ptr, len) = addr.as_mut_ptr();
+        // SAFETY: `buf` and `addr` are valid for writes of their lengths.
+        unsafe { libc::recvfrom(fd, buf.as_mut_ptr().cast(), buf.len(), flags, ptr, len) as i64 }
+    })?;
+    Ok((n as usize, addr))
+}
+
+/// readv(2) into `bufs`. Reported as a read.
+pub fn readv(fd: RawFd, owner: OwnerId, bufs: &mut [io::IoSliceMut<'_>]) -> io::Result<usize> {
+    let count = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
+    probed(SysOp::Read, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `IoSliceMut` is ABI-compatible with `iovec` on Unix, and
+        // each one describes a buffer valid for writes for the call.
+        unsafe { libc::readv(fd, bufs.as_mut_ptr().cast(), count) as i64 }
+    })
+    .map(|n| n as usize)
+}
+
+/// sendmsg(2) of `bufs` with MSG_NOSIGNAL (writev(2) would raise SIGPIPE on
+/// a reset peer). Reported as a write.
+pub fn writev(fd: RawFd, owner: OwnerId, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len().min(libc::c_int::MAX as usize) as _;
+    probed(SysOp::Write, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `IoSlice` is ABI-compatible with `iovec` on Unix; `msg`
+        // points at `bufs`, valid for reads for the call; the kernel does not
+        // write through `msg_iov`.
+        unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) as i64 }
+    })
+    .map(|n| n as usize)
+}
+
+/// A second, close-on-exec number for the socket behind `fd`, handed to
+/// `new_owner` (reported as a call that creates a descriptor, as socket(2)).
+pub fn dup(fd: RawFd, owner: OwnerId, new_owner: OwnerId) -> io::Result<RawFd> {
+    let call = Syscall {
+        op: SysOp::Socket,
+        fd,
+        owner,
+        new_owner,
+    };
+    probe::before_syscall(&call);
+    // SAFETY: plain syscall with integer arguments.
+    let ret = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    let result = if ret < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(i64::from(ret))
+    };
+    probe::after_syscall(&call, result);
+    result.map(as_fd).map_err(io::Error::from_raw_os_error)
+}
+
+/// A second number for the socket behind `fd`, leaving netfd as an
+/// `OwnedFd` (reported as created for no owner).
+pub fn dup_owned(fd: RawFd, owner: OwnerId) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let n = dup(fd, owner, OwnerId::NONE)?;
+    // SAFETY: `n` came from the kernel just now and nobody else has it: the
+    // OwnedFd is its only owner.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(n) })
+}
+
+/// Lend `fd` to `f` as a `BorrowedFd`. Only for a caller that holds a
+/// reference on the number under its lifetime protocol (`with_fd`): the
+/// number stays open until `f` returns, and `f`'s signature keeps the borrow
+/// from escaping.
+pub(crate) fn with_borrowed<T>(fd: RawFd, f: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> T) -> T {
+    // SAFETY: the caller's reference keeps `fd` open for the duration of `f`,
+    // and the higher-ranked lifetime in `f` ends the borrow with the call.
+    f(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+}
+
+/// Set or clear O_NONBLOCK on the open file behind `fd` (shared by every
+/// number for it). Reported as a socket option.
+pub fn set_nonblocking(fd: RawFd, owner: OwnerId, on: bool) -> io::Result<()> {
+    probed(SysOp::SetSockOpt, fd, owner, OwnerId::NONE, || {
+        // SAFETY: plain syscalls with integer arguments.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return -1;
+        }
+        let want = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if want == flags {
+            return 0;
+        }
+        // SAFETY: plain syscall with integer arguments.
+        i64::from(unsafe { libc::fcntl(fd, libc::F_SETFL, want) })
+    })
+    .map(drop)
+}
+
+/// A connected pair of Unix sockets of type `ty`, non-blocking and
+/// close-on-exec, for `owners`.
+pub fn socketpair(ty: i32, owners: [OwnerId; 2]) -> io::Result<[RawFd; 2]> {
+    let mut fds = [-1 as libc::c_int; 2];
+    let call = Syscall {
+        op: SysOp::Socket,
+        fd: -1,
+        owner: OwnerId::NONE,
+        new_owner: owners[0],
+    };
+    probe::before_syscall(&call);
+    // SAFETY: `fds` is valid for writes of two ints for the call.
+    let ret = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if ret < 0 {
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        probe::after_syscall(&call, Err(errno));
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    // Two numbers, two owners: report each as its own creation.
+    probe::after_syscall(&call, Ok(i64::from(fds[0])));
+    let second = Syscall {
+        new_owner: owners[1],
+        ..call
+    };
+    probe::before_syscall(&second);
+    probe::after_syscall(&second, Ok(i64::from(fds[1])));
+    Ok(fds)
+}
+
 /// Release the number. Linux releases it even when close reports EINTR, so
 /// the call is never repeated.
 pub fn close(fd: RawFd, owner: OwnerId) -> io::Result<()> {

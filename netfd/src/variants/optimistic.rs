@@ -83,6 +83,26 @@ impl OptimisticFd {
         self.io(Dir::Write, |fd| sys::send_to(fd, self.owner, buf, addr))
     }
 
+    /// Reads that are not plain read(2) (peek, recv, readv), as Read.
+    pub(crate) fn read_with<T>(
+        &self,
+        mut op: impl FnMut(RawFd, OwnerId) -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.check()?;
+        let _rio = lock(&self.rio);
+        self.io(Dir::Read, |fd| op(fd, self.owner))
+    }
+
+    /// One send or vectored write, as Write without the write-all loop.
+    pub(crate) fn write_with<T>(
+        &self,
+        mut op: impl FnMut(RawFd, OwnerId) -> io::Result<T>,
+    ) -> io::Result<T> {
+        self.check()?;
+        let _wio = lock(&self.wio);
+        self.io(Dir::Write, |fd| op(fd, self.owner))
+    }
+
     pub(crate) fn accept(&self, new_owner: OwnerId) -> io::Result<(RawFd, SockAddr)> {
         self.check()?;
         self.io(Dir::Read, |fd| sys::accept(fd, self.owner, new_owner))

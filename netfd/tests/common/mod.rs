@@ -316,7 +316,7 @@ pub fn tcp_pair(addr: SocketAddr, o: Options) -> (TcpStream, TcpStream) {
 /// A connected Unix stream pair (client, server side) through `l`.
 pub fn unix_pair(l: &UnixListener, path: &Path, o: Options) -> (UnixStream, UnixStream) {
     let c = UnixStream::connect_with(path, o).unwrap();
-    let s = l.accept().unwrap();
+    let (s, _) = l.accept().unwrap();
     (c, s)
 }
 

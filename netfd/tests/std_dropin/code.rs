@@ -1,0 +1,208 @@
+// Typical std::net code. `std_dropin.rs` compiles this file twice: once
+// after `use std::net; use std::os::unix::net as unix;` and once after
+// `use netfd as net; use netfd::unix;` — nothing else differs.
+
+use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::thread;
+use std::time::Duration;
+
+fn timed_out(e: &io::Error) -> bool {
+    // Portable std code accepts both: std on Unix says WouldBlock.
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+pub fn tcp_echo() -> io::Result<()> {
+    let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    let addr: net::SocketAddr = listener.local_addr()?;
+    listener.set_ttl(64)?;
+    assert_eq!(listener.ttl()?, 64);
+    assert!(listener.take_error()?.is_none());
+    let server = thread::spawn(move || -> io::Result<()> {
+        for stream in listener.incoming().take(1) {
+            let mut stream = stream?;
+            let mut reader = BufReader::new(stream.try_clone()?);
+            let mut line = String::new();
+            while reader.read_line(&mut line)? > 0 {
+                stream.write_all(line.to_uppercase().as_bytes())?;
+                line.clear();
+            }
+            stream.shutdown(net::Shutdown::Write)?;
+        }
+        Ok(())
+    });
+
+    let mut stream = net::TcpStream::connect(("127.0.0.1", addr.port()))?;
+    assert_eq!(stream.peer_addr()?, addr);
+    assert_eq!(stream.local_addr()?.ip(), net::IpAddr::V4(net::Ipv4Addr::LOCALHOST));
+    stream.set_nodelay(true)?;
+    assert!(stream.nodelay()?);
+    stream.set_ttl(32)?;
+    assert_eq!(stream.ttl()?, 32);
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    assert_eq!(stream.read_timeout()?, Some(Duration::from_secs(10)));
+    assert_eq!(stream.write_timeout()?, Some(Duration::from_secs(10)));
+    assert!(stream.set_read_timeout(Some(Duration::ZERO)).is_err());
+    assert!(stream.take_error()?.is_none());
+    assert!(stream.as_raw_fd() >= 0);
+    let _ = format!("{stream:?}");
+
+    stream.write_all(b"hello\n")?;
+    let mut peeked = [0u8; 6];
+    let mut n = 0;
+    while n < peeked.len() {
+        n = stream.peek(&mut peeked)?;
+    }
+    assert_eq!(&peeked, b"HELLO\n");
+    let mut got = [0u8; 6];
+    stream.read_exact(&mut got)?;
+    assert_eq!(&got, b"HELLO\n");
+
+    let wrote = (&stream).write_vectored(&[IoSlice::new(b"ab"), IoSlice::new(b"c\n")])?;
+    if wrote < 4 {
+        stream.write_all(&b"abc\n"[wrote..])?;
+    }
+    let (mut a, mut b) = ([0u8; 2], [0u8; 2]);
+    let mut bufs = [IoSliceMut::new(&mut a), IoSliceMut::new(&mut b)];
+    let mut read = 0;
+    while read < 4 {
+        let n = (&stream).read_vectored(&mut bufs)?;
+        assert!(n > 0, "eof before the echo");
+        read += n;
+        IoSliceMut::advance_slices(&mut &mut bufs[..], n);
+    }
+    assert_eq!((&a, &b), (b"AB", b"C\n"));
+
+    stream.shutdown(net::Shutdown::Write)?;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest)?;
+    assert!(rest.is_empty());
+    server.join().unwrap()
+}
+
+pub fn tcp_connect_timeout_and_conversions() -> io::Result<()> {
+    let listener = net::TcpListener::bind(("127.0.0.1", 0))?;
+    let addr = listener.local_addr()?;
+    let stream = net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    assert!(net::TcpStream::connect_timeout(&addr, Duration::ZERO).is_err());
+    let (accepted, peer) = listener.accept()?;
+    assert_eq!(peer, stream.local_addr()?);
+
+    // Into a descriptor and back, and from std's own type.
+    let fd: OwnedFd = accepted.into();
+    let mut accepted = net::TcpStream::from(fd);
+    let mut std_side = std::net::TcpStream::from(OwnedFd::from(stream));
+    std_side.write_all(b"x")?;
+    let mut buf = [0u8; 1];
+    accepted.read_exact(&mut buf)?;
+    let _adopted = net::TcpStream::from(std_side);
+
+    // A read that times out.
+    accepted.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let err = accepted.read(&mut buf).unwrap_err();
+    assert!(timed_out(&err), "{err:?}");
+    Ok(())
+}
+
+pub fn udp() -> io::Result<()> {
+    let a = net::UdpSocket::bind("127.0.0.1:0")?;
+    let b = net::UdpSocket::bind(net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let a_addr = a.local_addr()?;
+    let b_addr = b.local_addr()?;
+
+    b.send_to(b"to a", a_addr)?;
+    let mut buf = [0u8; 16];
+    let (n, from) = a.peek_from(&mut buf)?;
+    assert_eq!((&buf[..n], from), (&b"to a"[..], b_addr));
+    let (n, from) = a.recv_from(&mut buf)?;
+    assert_eq!((&buf[..n], from), (&b"to a"[..], b_addr));
+
+    a.send_to(b"to b", ("127.0.0.1", b_addr.port()))?;
+    b.connect(a_addr)?;
+    assert_eq!(b.peer_addr()?, a_addr);
+    assert_eq!(b.peek(&mut buf)?, 4);
+    assert_eq!(b.recv(&mut buf)?, 4);
+    b.send(b"connected")?;
+    assert_eq!(a.recv(&mut buf)?, 9);
+
+    a.set_broadcast(true)?;
+    assert!(a.broadcast()?);
+    a.set_ttl(7)?;
+    assert_eq!(a.ttl()?, 7);
+    assert!(a.take_error()?.is_none());
+    a.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let err = a.recv_from(&mut buf).unwrap_err();
+    assert!(timed_out(&err), "{err:?}");
+    let _ = format!("{a:?}");
+    Ok(())
+}
+
+pub fn unix_stream(dir: &Path) -> io::Result<()> {
+    let path = dir.join("stream.sock");
+    let listener = unix::UnixListener::bind(&path)?;
+    assert_eq!(listener.local_addr()?.as_pathname(), Some(path.as_path()));
+    let client = thread::spawn({
+        let path = path.clone();
+        move || -> io::Result<()> {
+            let mut s = unix::UnixStream::connect(&path)?;
+            s.write_all(b"ping")?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf)?;
+            assert_eq!(&buf, b"pong");
+            Ok(())
+        }
+    });
+    let (mut conn, addr) = listener.accept()?;
+    assert!(addr.is_unnamed());
+    let mut buf = [0u8; 4];
+    conn.read_exact(&mut buf)?;
+    conn.write_all(b"pong")?;
+    client.join().unwrap()?;
+
+    let (mut x, mut y) = unix::UnixStream::pair()?;
+    x.write_all(b"pair")?;
+    y.set_read_timeout(Some(Duration::from_secs(10)))?;
+    y.read_exact(&mut buf)?;
+    assert_eq!(&buf, b"pair");
+    x.shutdown(net::Shutdown::Both)?;
+    assert_eq!(y.read(&mut buf)?, 0);
+
+    let taken = thread::spawn({
+        let path = path.clone();
+        move || unix::UnixStream::connect(path).map(drop)
+    });
+    if let Some(s) = listener.incoming().next() {
+        s?;
+    }
+    taken.join().unwrap()
+}
+
+pub fn unix_datagram(dir: &Path) -> io::Result<()> {
+    let a_path = dir.join("a.sock");
+    let a = unix::UnixDatagram::bind(&a_path)?;
+    let b = unix::UnixDatagram::unbound()?;
+    b.send_to(b"hello", &a_path)?;
+    let mut buf = [0u8; 16];
+    let (n, from) = a.recv_from(&mut buf)?;
+    assert_eq!(&buf[..n], b"hello");
+    assert!(from.is_unnamed());
+
+    b.connect(&a_path)?;
+    assert_eq!(b.peer_addr()?.as_pathname(), Some(a_path.as_path()));
+    b.send(b"again")?;
+    assert_eq!(a.recv(&mut buf)?, 5);
+
+    let (x, y) = unix::UnixDatagram::pair()?;
+    x.send(b"")?;
+    x.send(b"two")?;
+    assert_eq!(y.recv(&mut buf)?, 0);
+    assert_eq!(y.recv(&mut buf)?, 3);
+    y.set_read_timeout(Some(Duration::from_millis(20)))?;
+    let err = y.recv(&mut buf).unwrap_err();
+    assert!(timed_out(&err), "{err:?}");
+    assert!(y.take_error()?.is_none());
+    let _ = format!("{y:?} {:?}", a.local_addr()?);
+    Ok(())
+}
