@@ -18,6 +18,7 @@
 use super::{parse_duration, parse_variant, Failure, ModeArg, EXIT_CLEAN, EXIT_VIOLATIONS};
 use crate::exec::{self, CaseConfig};
 use crate::gen::{self, GenConfig, GenRun};
+use crate::measure;
 use crate::report::{Mode, ViolationKind};
 use crate::run;
 use crate::scenario;
@@ -213,30 +214,44 @@ fn kinds_of(found: &[exec::Found]) -> String {
 }
 
 fn throughput(a: ThroughputArgs) -> Result<i32, Failure> {
-    println!("| variant | mode | cases | seconds | cases/s | syscalls/case | failing |");
-    println!("|---|---|---:|---:|---:|---:|---|");
-    let mut failed = false;
+    let cores = measure::cores();
+    let mut rows = Vec::new();
     for mode in a.mode.list() {
         let mut cfg = GenConfig::new(mode, a.seed, a.cases);
         cfg.hang_bound = a.hang_bound;
-        cfg.shrink = false;
-        let r = generate(a.variant, &cfg, 0)?;
-        let secs = r.elapsed.as_secs_f64();
-        let failing = match &r.failure {
-            Some(f) => {
-                failed = true;
-                format!("case {} ({})", f.case, kinds_of(&f.original_found))
+        let t = measure::throughput(target(a.variant), &cfg)
+            .map_err(|e| Failure::harness(e.to_string()))?;
+        rows.push(t);
+    }
+    println!("| variant | mode | cases | seconds | cases/s | CPU % of {cores} cores | syscalls/case | failing |");
+    println!("|---|---|---:|---:|---:|---:|---:|---|");
+    for t in &rows {
+        let failing = match &t.failing {
+            Some((case, kinds)) => {
+                let k: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+                format!("case {case} ({})", k.join(","))
             }
             None => "none".to_owned(),
         };
         println!(
-            "| {} | {mode} | {} | {secs:.1} | {:.1} | {:.0} | {failing} |",
+            "| {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {failing} |",
             a.variant,
-            r.stats.cases,
-            r.stats.cases as f64 / secs.max(1e-9),
-            r.stats.syscalls_checked as f64 / r.stats.cases.max(1) as f64,
+            t.mode,
+            t.cases,
+            t.elapsed.as_secs_f64(),
+            t.cases_per_sec(),
+            100.0 * t.cpu_share(cores),
+            t.syscalls_checked as f64 / t.cases.max(1) as f64,
         );
     }
+    println!();
+    println!("Per case, milliseconds (↳: inside the phase above it):");
+    println!();
+    println!("{}", measure::BREAKDOWN_HEADER);
+    for t in &rows {
+        println!("{}", measure::breakdown_row(t));
+    }
+    let failed = rows.iter().any(|t| t.failing.is_some());
     Ok(if failed { EXIT_VIOLATIONS } else { EXIT_CLEAN })
 }
 

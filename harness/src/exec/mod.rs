@@ -34,6 +34,7 @@ pub mod pool;
 pub mod sched;
 mod setup;
 mod supervise;
+mod timings;
 
 use crate::ledger::Ledger;
 use crate::report::{Mode, ViolationKind};
@@ -48,6 +49,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use supervise::{close_all, supervise, teardown_peers};
+pub use timings::CaseTimings;
 
 /// Everything that decides a case besides the scenario.
 #[derive(Clone, Debug)]
@@ -97,6 +99,8 @@ pub struct CaseOutcome {
     pub checks: Vec<(ViolationKind, u64)>,
     /// Some thread hung and was left behind.
     pub hung: bool,
+    /// Where the case's time went.
+    pub timings: CaseTimings,
 }
 
 /// The harness could not run the case (not a verdict on the target).
@@ -222,6 +226,8 @@ pub fn run_case(
     scenario: &Scenario,
     cfg: &CaseConfig,
 ) -> Result<CaseOutcome, SetupError> {
+    let case_started = Instant::now();
+    let mut timings = CaseTimings::default();
     let threads = scenario.threads.len();
     let mut rng = Rng::new(cfg.seed);
     let choices = if cfg.schedule.is_empty() {
@@ -284,10 +290,12 @@ pub fn run_case(
             pool::spawn(move || worker(case, t, seed)).map_err(|e| setup_err("spawn thread", e))?;
         handles.push(h);
     }
+    timings.setup = case_started.elapsed();
     if cfg.mode == Mode::Controlled {
         case.sched.begin();
     }
-    let hung = supervise(&case, cfg.hang_bound);
+    let hung = supervise(&case, cfg.hang_bound, &mut timings);
+    let finish_started = Instant::now();
     for (t, h) in handles.into_iter().enumerate() {
         if !hung.contains(&t) {
             h.join();
@@ -338,12 +346,15 @@ pub fn run_case(
     checks.push((ViolationKind::DoubleClose, counts.closes_checked));
     checks.push((ViolationKind::Leak, 1));
     checks.push((ViolationKind::Hang, threads as u64));
+    case.sched.record_timings(&mut timings);
+    timings.finish = finish_started.elapsed();
     Ok(CaseOutcome {
         found,
         schedule: case.sched.taken(),
         syscalls_checked: counts.syscalls_checked,
         checks,
         hung: !hung.is_empty(),
+        timings,
     })
 }
 

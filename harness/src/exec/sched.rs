@@ -47,6 +47,9 @@ struct State {
     started: bool,
     /// Teardown: the schedule no longer applies, every thread runs freely.
     released: bool,
+    /// Take-overs after the full [`STALL`], and the time they waited.
+    stall_fallbacks: u64,
+    stall_wait: Duration,
 }
 
 pub struct Scheduler {
@@ -66,6 +69,8 @@ impl Scheduler {
                 progress: 0,
                 started: false,
                 released: false,
+                stall_fallbacks: 0,
+                stall_wait: Duration::ZERO,
             }),
             cv: Condvar::new(),
         }
@@ -78,6 +83,13 @@ impl Scheduler {
     /// The decisions made so far.
     pub fn taken(&self) -> Vec<usize> {
         self.lock().taken.clone()
+    }
+
+    /// The take-overs so far, into `t`.
+    pub fn record_timings(&self, t: &mut super::CaseTimings) {
+        let st = self.lock();
+        t.stall_fallbacks += st.stall_fallbacks;
+        t.stall_wait += st.stall_wait;
     }
 
     /// Let the first thread run, once every thread has arrived.
@@ -219,6 +231,8 @@ impl Scheduler {
             if timeout.timed_out() && st.progress == seen && st.started {
                 // The running thread is blocked where no sync point said so.
                 if let Some(stalled) = st.current {
+                    st.stall_fallbacks += 1;
+                    st.stall_wait += STALL;
                     st.status[stalled] = Status::Away;
                     st.current = None;
                     self.pick(&mut st, None);

@@ -3,7 +3,7 @@
 //! closing the peers.
 
 use super::judge::{check_drained, record};
-use super::{conn_of, listener_of, thread_name, Case, Found};
+use super::{conn_of, listener_of, thread_name, Case, CaseTimings, Found};
 use crate::report::ViolationKind;
 use netfd::probe;
 use std::collections::HashSet;
@@ -19,8 +19,14 @@ use std::time::{Duration, Instant};
 pub(super) const STUCK_QUIET: Duration = Duration::from_millis(50);
 
 /// Wait for the threads; when all are done or blocked, close everything and
-/// wait `bound` for the blocked ones. Returns the threads that hung.
-pub(super) fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
+/// wait `bound` for the blocked ones. Returns the threads that hung; the
+/// run and teardown phases and the waits inside go into `timings`.
+pub(super) fn supervise(
+    case: &Arc<Case>,
+    bound: Duration,
+    timings: &mut CaseTimings,
+) -> HashSet<usize> {
+    let run_started = Instant::now();
     let threads = case.scenario.threads.len();
     let all_done = || case.finished.load(Ordering::Acquire) == threads;
     let quiet_for = |d: Duration| {
@@ -45,14 +51,24 @@ pub(super) fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
     while !all_done() && Instant::now() < phase1_limit {
         // A parked op whose deadline is near must be left to time out:
         // closing it first would never exercise deadline expiry.
-        if all_blocked() && quiet_for(Duration::from_millis(2)) && !deadline_pending(case, bound) {
+        let blocked = all_blocked();
+        let pending = blocked && deadline_pending(case, bound);
+        if blocked && quiet_for(Duration::from_millis(2)) && !pending {
             break;
         }
         if quiet_for(STUCK_QUIET) || stuck_for(bound) {
+            timings.stuck_fallbacks += 1;
             break;
         }
+        let nap = Instant::now();
         std::thread::sleep(Duration::from_micros(200));
+        if pending {
+            timings.deadline_wait += nap.elapsed();
+        } else if blocked {
+            timings.settle_wait += nap.elapsed();
+        }
     }
+    timings.run = run_started.elapsed();
     // Phase 2: close everything still open; blocked ops must return. The
     // schedule stops here, and the closes run on their own thread so a
     // Close that never returns is a hang, not a stuck harness.
@@ -77,6 +93,7 @@ pub(super) fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
     while !all_done() && closed_at.elapsed() < bound {
         std::thread::sleep(Duration::from_millis(1));
     }
+    timings.teardown = closed_at.elapsed();
     let mut hung = HashSet::new();
     if !all_done() {
         for t in 0..threads {

@@ -20,7 +20,7 @@
 //!   A case the harness could not set up stops the run with the error.
 
 use super::strategy::{case_strategy, Bounds, GenCase};
-use crate::exec::{self, CaseConfig, CaseOutcome, Found, Rng, SetupError};
+use crate::exec::{self, CaseConfig, CaseOutcome, CaseTimings, Found, Rng, SetupError};
 use crate::report::{Mode, ViolationKind};
 use crate::target::Target;
 use proptest::strategy::{Strategy, ValueTree};
@@ -82,11 +82,14 @@ pub struct CaseStats {
     pub cases: u64,
     pub syscalls_checked: u64,
     pub checks: Vec<(ViolationKind, u64)>,
+    /// Where the cases' time went, summed.
+    pub timings: CaseTimings,
 }
 
 impl CaseStats {
     fn absorb(&mut self, o: &CaseOutcome) {
         self.cases += 1;
+        self.timings += o.timings;
         self.syscalls_checked += o.syscalls_checked;
         for &(kind, n) in &o.checks {
             match self.checks.iter_mut().find(|(k, _)| *k == kind) {
