@@ -28,6 +28,7 @@
 //! [`supervise`] (waiting, teardown, hangs); this file holds the case's
 //! shared state and [`run_case`].
 
+mod events;
 mod judge;
 mod ops;
 pub mod pool;
@@ -212,6 +213,8 @@ struct Case {
     /// creates from now on is closed by that op, since the sweep may have
     /// passed its slot already.
     tearing_down: AtomicBool,
+    /// Pulses the supervisor waits on, and the threads' kernel ids.
+    events: events::Events,
 }
 
 impl Case {
@@ -270,6 +273,7 @@ pub fn run_case(
         checks: Mutex::new(Vec::new()),
         last_op_end: AtomicU64::new(0),
         tearing_down: AtomicBool::new(false),
+        events: events::Events::new(threads),
     });
     // Set up on this thread, observed by the ledger as "harness".
     let harness_probe: Arc<dyn Probe> = Arc::new(CaseProbe {

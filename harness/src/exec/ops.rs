@@ -57,6 +57,9 @@ impl Probe for CaseProbe {
             SyncPoint::AfterWake => parked.store(false, Ordering::Release),
             _ => {}
         }
+        if matches!(point, SyncPoint::BeforePark | SyncPoint::AfterWake) {
+            self.case.events.pulse();
+        }
         match self.case.mode {
             Mode::Controlled => match point {
                 SyncPoint::BeforePark => self.case.sched.park(self.thread),
@@ -86,6 +89,7 @@ pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
         jitter: Mutex::new(Rng::new(seed)),
     });
     let _guard = probe::install(probe);
+    case.events.register(me);
     if case.mode == Mode::Controlled {
         case.sched.arrive(me);
     }
@@ -105,12 +109,14 @@ pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
         *case.current_op[me]
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
+        case.events.pulse();
     }
     if case.mode == Mode::Controlled {
         case.sched.done(me);
     }
     case.done[me].store(true, Ordering::Release);
     case.finished.fetch_add(1, Ordering::AcqRel);
+    case.events.pulse();
 }
 
 /// The op's outcome, judged.

@@ -15,14 +15,20 @@
 //!   So a blocking call counts as a switch, and a Close can run while a Read
 //!   is parked.
 //! - A thread that blocks where no sync point says so (a lock inside the
-//!   protocol) would stall everyone: a waiter that sees no progress for
-//!   [`STALL`] takes the turn from it; the stalled thread rejoins the queue
-//!   at its next switch point.
+//!   protocol, Close waiting for the last reference) would stall everyone.
+//!   Waiters look every [`CONFIRM`]: when the kernel reports the running
+//!   thread asleep throughout two looks with no progress in between
+//!   ([`events::slept_throughout`]), it waits for another thread, and a
+//!   waiter takes the turn from it (a *blocked take-over*). Only if the
+//!   kernel cannot say does the turn move after [`STALL`] without progress
+//!   (the *stall fallback*). Both are counted. The taken-over thread rejoins
+//!   the queue at its next switch point.
 //! - Every decision is recorded ([`taken`](Scheduler::taken)): replaying a
 //!   case with the recorded schedule repeats the interleaving.
 
+use super::events::{self, KernelSample, CONFIRM};
 use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the turn may sit with a thread that makes no progress.
 pub const STALL: Duration = Duration::from_millis(20);
@@ -50,6 +56,22 @@ struct State {
     /// Take-overs after the full [`STALL`], and the time they waited.
     stall_fallbacks: u64,
     stall_wait: Duration,
+    blocked_takeovers: u64,
+    blocked_wait: Duration,
+    /// Kernel thread ids, recorded on arrival.
+    tids: Vec<Option<i32>>,
+    /// Looking at a running thread that makes no progress: the progress
+    /// count, since when, and the last kernel sample of it.
+    watch: Option<Watch>,
+}
+
+#[derive(Clone, Copy)]
+struct Watch {
+    progress: u64,
+    thread: usize,
+    since: Instant,
+    /// The last sample and when it was taken.
+    last: Option<(KernelSample, Instant)>,
 }
 
 pub struct Scheduler {
@@ -71,6 +93,10 @@ impl Scheduler {
                 released: false,
                 stall_fallbacks: 0,
                 stall_wait: Duration::ZERO,
+                blocked_takeovers: 0,
+                blocked_wait: Duration::ZERO,
+                tids: vec![None; threads],
+                watch: None,
             }),
             cv: Condvar::new(),
         }
@@ -90,6 +116,8 @@ impl Scheduler {
         let st = self.lock();
         t.stall_fallbacks += st.stall_fallbacks;
         t.stall_wait += st.stall_wait;
+        t.blocked_takeovers += st.blocked_takeovers;
+        t.blocked_wait += st.blocked_wait;
     }
 
     /// Let the first thread run, once every thread has arrived.
@@ -104,7 +132,9 @@ impl Scheduler {
 
     /// A thread arrives and waits for its first turn.
     pub fn arrive(&self, me: usize) {
+        let tid = events::current_tid();
         let mut st = self.lock();
+        st.tids[me] = tid;
         st.status[me] = Status::Ready;
         self.cv.notify_all();
         self.wait_turn(st, me);
@@ -225,19 +255,56 @@ impl Scheduler {
             let seen = st.progress;
             let (g, timeout) = self
                 .cv
-                .wait_timeout(st, STALL)
+                .wait_timeout(st, CONFIRM)
                 .unwrap_or_else(|e| e.into_inner());
             st = g;
-            if timeout.timed_out() && st.progress == seen && st.started {
-                // The running thread is blocked where no sync point said so.
-                if let Some(stalled) = st.current {
-                    st.stall_fallbacks += 1;
-                    st.stall_wait += STALL;
-                    st.status[stalled] = Status::Away;
-                    st.current = None;
-                    self.pick(&mut st, None);
-                }
+            if !timeout.timed_out() || st.progress != seen || !st.started {
+                continue;
             }
+            let Some(running) = st.current else { continue };
+            self.look_at(&mut st, running);
         }
+    }
+
+    /// No progress for a [`CONFIRM`] while `running` holds the turn: take
+    /// it away if the kernel shows it blocked, or after [`STALL`].
+    fn look_at(&self, st: &mut State, running: usize) {
+        let now = Instant::now();
+        let mut w = match st.watch {
+            Some(w) if w.progress == st.progress && w.thread == running => w,
+            _ => Watch {
+                progress: st.progress,
+                thread: running,
+                since: now,
+                last: None,
+            },
+        };
+        // Several waiters look: compare only samples a CONFIRM apart.
+        if w.last
+            .is_some_and(|(_, at)| now.duration_since(at) < CONFIRM)
+        {
+            st.watch = Some(w);
+            return;
+        }
+        let sample = st.tids[running].and_then(events::sample);
+        let blocked =
+            matches!((w.last, sample), (Some((a, _)), Some(b)) if events::slept_throughout(a, b));
+        let stalled = now.duration_since(w.since) >= STALL;
+        if blocked || stalled {
+            if blocked {
+                st.blocked_takeovers += 1;
+                st.blocked_wait += now.duration_since(w.since);
+            } else {
+                st.stall_fallbacks += 1;
+                st.stall_wait += now.duration_since(w.since);
+            }
+            st.watch = None;
+            st.status[running] = Status::Away;
+            st.current = None;
+            self.pick(st, None);
+            return;
+        }
+        w.last = sample.map(|s| (s, now));
+        st.watch = Some(w);
     }
 }

@@ -33,6 +33,9 @@ pub struct CaseTimings {
     /// Supervisor: gave up on a case with no event for its quiet limit
     /// (the fallback for a thread blocked where nobody can see it).
     pub stuck_fallbacks: u64,
+    /// Supervisor: the kernel showed every thread left asleep while some
+    /// were not parked (blocked where no sync point says so): closed at once.
+    pub stuck_seen: u64,
     /// Scheduler: a turn taken from a thread the kernel reports asleep
     /// (blocked where no sync point says so), and the time it took to see.
     pub blocked_takeovers: u64,
@@ -59,6 +62,7 @@ impl AddAssign for CaseTimings {
         self.deadline_wait += o.deadline_wait;
         self.settle_wait += o.settle_wait;
         self.stuck_fallbacks += o.stuck_fallbacks;
+        self.stuck_seen += o.stuck_seen;
         self.blocked_takeovers += o.blocked_takeovers;
         self.blocked_wait += o.blocked_wait;
         self.stall_fallbacks += o.stall_fallbacks;

@@ -99,7 +99,7 @@ pub fn breakdown_row(t: &Throughput) -> String {
     let ms = |d: Duration| format!("{:.2}", per_case_ms(d, n));
     let x = &t.timings;
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} ({}) | {} |",
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} ({}) | {} | {} |",
         t.mode,
         ms(x.total()),
         ms(x.setup),
@@ -112,9 +112,10 @@ pub fn breakdown_row(t: &Throughput) -> String {
         x.stall_fallbacks,
         ms(x.blocked_wait),
         x.blocked_takeovers,
+        x.stuck_seen,
         x.stuck_fallbacks,
     )
 }
 
 /// The header of [`breakdown_row`]'s table.
-pub const BREAKDOWN_HEADER: &str = "| mode | ms/case | setup | run | ↳ deadline wait | ↳ settle wait | teardown | finish | ↳ stall take-over (count) | ↳ blocked take-over (count) | stuck fallbacks |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+pub const BREAKDOWN_HEADER: &str = "| mode | ms/case | setup | run | ↳ deadline wait | ↳ settle wait | teardown | finish | ↳ stall take-over (count) | ↳ blocked take-over (count) | stuck seen by the kernel | stuck fallbacks |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
