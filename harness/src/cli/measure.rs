@@ -79,6 +79,10 @@ pub struct ThroughputArgs {
     pub seed: u64,
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub hang_bound: Duration,
+    /// Cases run at once, a comma-separated list to compare (0: twice the
+    /// cores; 1: one after another).
+    #[arg(long, value_delimiter = ',', default_value = "1,0")]
+    pub jobs: Vec<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -104,6 +108,9 @@ pub struct FirstArgs {
     /// Count only violations of this kind (repeatable; default: any).
     #[arg(long = "kind", value_parser = parse_kind)]
     pub kinds: Vec<ViolationKind>,
+    /// Cases run at once (0: twice the cores; 1: one after another).
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
 }
 
 fn parse_kind(s: &str) -> Result<ViolationKind, String> {
@@ -216,16 +223,21 @@ fn kinds_of(found: &[exec::Found]) -> String {
 fn throughput(a: ThroughputArgs) -> Result<i32, Failure> {
     let cores = measure::cores();
     let mut rows = Vec::new();
+    // Alternate the settings round by round, so a change in the machine's
+    // load hits all of them alike.
     for mode in a.mode.list() {
-        let mut cfg = GenConfig::new(mode, a.seed, a.cases);
-        cfg.hang_bound = a.hang_bound;
-        let t = measure::throughput(target(a.variant), &cfg)
-            .map_err(|e| Failure::harness(e.to_string()))?;
-        rows.push(t);
+        for &jobs in &a.jobs {
+            let mut cfg = GenConfig::new(mode, a.seed, a.cases);
+            cfg.hang_bound = a.hang_bound;
+            cfg.jobs = jobs;
+            let t = measure::throughput(target(a.variant), &cfg)
+                .map_err(|e| Failure::harness(e.to_string()))?;
+            rows.push((exec::parallel::jobs(jobs), t));
+        }
     }
-    println!("| variant | mode | cases | seconds | cases/s | CPU % of {cores} cores | syscalls/case | failing |");
-    println!("|---|---|---:|---:|---:|---:|---:|---|");
-    for t in &rows {
+    println!("| variant | mode | jobs | cases | seconds | cases/s | CPU % of {cores} cores | syscalls/case | failing |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
+    for (jobs, t) in &rows {
         let failing = match &t.failing {
             Some((case, kinds)) => {
                 let k: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
@@ -234,7 +246,7 @@ fn throughput(a: ThroughputArgs) -> Result<i32, Failure> {
             None => "none".to_owned(),
         };
         println!(
-            "| {} | {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {failing} |",
+            "| {} | {} | {jobs} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {failing} |",
             a.variant,
             t.mode,
             t.cases,
@@ -248,10 +260,10 @@ fn throughput(a: ThroughputArgs) -> Result<i32, Failure> {
     println!("Per case, milliseconds (↳: inside the phase above it):");
     println!();
     println!("{}", measure::BREAKDOWN_HEADER);
-    for t in &rows {
-        println!("{}", measure::breakdown_row(t));
+    for (jobs, t) in &rows {
+        println!("{}", measure::breakdown_row(*jobs, t));
     }
-    let failed = rows.iter().any(|t| t.failing.is_some());
+    let failed = rows.iter().any(|(_, t)| t.failing.is_some());
     Ok(if failed { EXIT_VIOLATIONS } else { EXIT_CLEAN })
 }
 
@@ -301,6 +313,7 @@ fn first(a: FirstArgs) -> Result<i32, Failure> {
                 cfg.hang_bound = a.hang_bound;
                 cfg.shrink = false;
                 cfg.fail_on = a.kinds.clone();
+                cfg.jobs = a.jobs;
                 let r = generate(v, &cfg, 0)?;
                 match &r.failure {
                     Some(f) => {

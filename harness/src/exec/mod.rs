@@ -31,6 +31,7 @@
 mod events;
 mod judge;
 mod ops;
+pub mod parallel;
 pub mod pool;
 pub mod sched;
 mod setup;

@@ -19,9 +19,10 @@
 //!   Waiters look every [`CONFIRM`]: when the kernel reports the running
 //!   thread asleep throughout two looks with no progress in between
 //!   ([`events::slept_throughout`]), it waits for another thread, and a
-//!   waiter takes the turn from it (a *blocked take-over*). Only if the
-//!   kernel cannot say does the turn move after [`STALL`] without progress
-//!   (the *stall fallback*). Both are counted. The taken-over thread rejoins
+//!   waiter takes the turn from it (a *blocked take-over*). A thread the
+//!   kernel shows runnable keeps the turn (it waits for a CPU, not for
+//!   another thread). Only if the kernel cannot say does the turn move after
+//!   [`STALL`] without progress (the *stall fallback*). Both are counted. The taken-over thread rejoins
 //!   the queue at its next switch point.
 //! - Every decision is recorded ([`taken`](Scheduler::taken)): replaying a
 //!   case with the recorded schedule repeats the interleaving.

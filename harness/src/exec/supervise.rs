@@ -84,11 +84,14 @@ pub(super) fn supervise(
             }
             break;
         }
-        // Fallbacks for when the kernel cannot say.
-        if blocked && quiet_for(Duration::from_millis(2)) {
+        // Fallbacks for when the kernel cannot say. A thread the kernel
+        // shows runnable is not stuck, only waiting for a CPU (a loaded
+        // machine): closing under it would cut the case short.
+        let runnable = any_runnable(case);
+        if blocked && quiet_for(Duration::from_millis(2)) && !runnable {
             break;
         }
-        if quiet_for(STUCK_QUIET) || stuck_for(bound) {
+        if (quiet_for(STUCK_QUIET) && !runnable) || stuck_for(bound) {
             timings.stuck_fallbacks += 1;
             break;
         }
@@ -194,6 +197,18 @@ pub(super) fn next_parked_deadline(case: &Case, within: Duration) -> Option<Inst
         })
         .filter(|&at| at > now && at <= now + within)
         .min()
+}
+
+/// Whether the kernel shows some unfinished thread of the case runnable.
+fn any_runnable(case: &Case) -> bool {
+    (0..case.scenario.threads.len()).any(|t| {
+        !case.done[t].load(Ordering::Acquire)
+            && case
+                .events
+                .tid(t)
+                .and_then(events::sample)
+                .is_some_and(|s| !s.asleep)
+    })
 }
 
 /// Whether every unfinished thread of the case is asleep in the kernel and

@@ -94,12 +94,12 @@ pub fn per_case_ms(d: Duration, cases: u64) -> f64 {
 
 /// The breakdown table's row for `t`: per-case milliseconds of each phase
 /// and wait, and how often each fallback fired.
-pub fn breakdown_row(t: &Throughput) -> String {
+pub fn breakdown_row(jobs: usize, t: &Throughput) -> String {
     let n = t.cases;
     let ms = |d: Duration| format!("{:.2}", per_case_ms(d, n));
     let x = &t.timings;
     format!(
-        "| {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} ({}) | {} | {} |",
+        "| {} | {jobs} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {} ({}) | {} | {} |",
         t.mode,
         ms(x.total()),
         ms(x.setup),
@@ -118,4 +118,4 @@ pub fn breakdown_row(t: &Throughput) -> String {
 }
 
 /// The header of [`breakdown_row`]'s table.
-pub const BREAKDOWN_HEADER: &str = "| mode | ms/case | setup | run | ↳ deadline wait | ↳ settle wait | teardown | finish | ↳ stall take-over (count) | ↳ blocked take-over (count) | stuck seen by the kernel | stuck fallbacks |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+pub const BREAKDOWN_HEADER: &str = "| mode | jobs | ms/case | setup | run | ↳ deadline wait | ↳ settle wait | teardown | finish | ↳ stall take-over (count) | ↳ blocked take-over (count) | stuck seen by the kernel | stuck fallbacks |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
