@@ -133,8 +133,8 @@ pub struct RunArgs {
     /// Lifetime protocol under test.
     #[arg(long, value_parser = parse_variant, default_value = "fdmutex")]
     pub variant: Variant,
-    /// Cases per scenario at most.
-    #[arg(long, default_value_t = 40)]
+    /// Cases per scenario at most (the budget usually ends a run first).
+    #[arg(long, default_value_t = 400)]
     pub cases: u64,
     /// Wall-clock budget for the run.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]

@@ -19,7 +19,9 @@
 //!   Waiters look every [`CONFIRM`]: when the kernel reports the running
 //!   thread asleep throughout two looks with no progress in between
 //!   ([`events::slept_throughout`]), it waits for another thread, and a
-//!   waiter takes the turn from it (a *blocked take-over*). A thread the
+//!   waiter takes the turn from it (a *blocked take-over*), unless a thread
+//!   that is away (back from the kernel, or taken over) is runnable: the
+//!   running one may wait for it, e.g. on a lock. A thread the
 //!   kernel shows runnable keeps the turn (it waits for a CPU, not for
 //!   another thread). Only if the kernel cannot say does the turn move after
 //!   [`STALL`] without progress (the *stall fallback*). Both are counted. The taken-over thread rejoins
