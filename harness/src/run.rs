@@ -168,6 +168,7 @@ pub fn run_generated_family(
         shard: plan.shard,
         confirm: 1,
         fail_on: Vec::new(),
+        pct: false,
         jobs: cfg.jobs,
     };
     let on_case = |i: u64| progress(GENERATED, i);
@@ -283,8 +284,22 @@ pub fn run_scenario(
     // A hang leaves threads behind: stop the scenario there.
     let stop_after =
         |r: &Result<CaseOutcome, exec::SetupError>| r.as_ref().map_or(true, |o| o.hung);
-    let outcomes = parallel::run_ordered(parallel::jobs(cfg.jobs), cases, &more, &job, &stop_after);
+    let jobs = parallel::jobs(cfg.jobs);
+    let outcomes = parallel::run_ordered(jobs, cases, &more, &job, &stop_after);
     for (case, outcome) in outcomes.into_iter().enumerate() {
+        // Run beside others, a case that could not be set up, or that
+        // failed, runs again alone: a historical variant's stale call can
+        // reach a neighbour's socket, and a saved case must be the case's
+        // own interleaving. A failure that does not repeat alone is kept
+        // as it was found (it is still the target's).
+        let outcome = match outcome {
+            Err(_) if jobs > 1 => job(case),
+            Ok(o) if jobs > 1 && !o.found.is_empty() && !o.hung => match job(case) {
+                Ok(alone) if !alone.found.is_empty() => Ok(alone),
+                _ => Ok(o),
+            },
+            r => r,
+        };
         let outcome = outcome.map_err(|e| RunError(format!("{}: {e}", src.file)))?;
         sr.cases += 1;
         absorb(

@@ -108,9 +108,14 @@ pub struct FirstArgs {
     /// Count only violations of this kind (repeatable; default: any).
     #[arg(long = "kind", value_parser = parse_kind)]
     pub kinds: Vec<ViolationKind>,
-    /// Cases run at once (0: twice the cores; 1: one after another).
-    #[arg(long, default_value_t = 0)]
+    /// Cases run at once (0: twice the cores). Default 1: a historical
+    /// variant's stale calls reach neighbouring cases' sockets, which would
+    /// count their failures as the schedule's.
+    #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Controlled mode: PCT schedules instead of the generated ones.
+    #[arg(long)]
+    pub pct: bool,
 }
 
 fn parse_kind(s: &str) -> Result<ViolationKind, String> {
@@ -314,6 +319,7 @@ fn first(a: FirstArgs) -> Result<i32, Failure> {
                 cfg.shrink = false;
                 cfg.fail_on = a.kinds.clone();
                 cfg.jobs = a.jobs;
+                cfg.pct = a.pct;
                 let r = generate(v, &cfg, 0)?;
                 match &r.failure {
                     Some(f) => {

@@ -32,6 +32,7 @@ mod events;
 mod judge;
 mod ops;
 pub mod parallel;
+pub mod pct;
 pub mod pool;
 pub mod sched;
 mod setup;
@@ -63,6 +64,10 @@ pub struct CaseConfig {
     pub schedule: Vec<usize>,
     /// How long an op may take to return after Close or its deadline.
     pub hang_bound: Duration,
+    /// Controlled mode: past `schedule`, decide by PCT priorities of this
+    /// bug depth, drawn from the seed (`None`: the running thread keeps
+    /// the turn; an empty schedule is then drawn from the seed).
+    pub pct_depth: Option<usize>,
 }
 
 impl CaseConfig {
@@ -72,6 +77,7 @@ impl CaseConfig {
             seed,
             schedule: Vec::new(),
             hang_bound: Duration::from_secs(1),
+            pct_depth: None,
         }
     }
 }
@@ -234,7 +240,7 @@ pub fn run_case(
     let mut timings = CaseTimings::default();
     let threads = scenario.threads.len();
     let mut rng = Rng::new(cfg.seed);
-    let choices = if cfg.schedule.is_empty() {
+    let choices = if cfg.schedule.is_empty() && cfg.pct_depth.is_none() {
         random_schedule(cfg.seed, threads, 64)
     } else {
         cfg.schedule.clone()
@@ -255,7 +261,10 @@ pub fn run_case(
         mode: cfg.mode,
         target: target.clone(),
         ledger: Ledger::new(),
-        sched: Scheduler::new(threads, choices),
+        sched: Scheduler::new(threads, choices).with_pct(
+            cfg.pct_depth
+                .map(|d| pct::Pct::new(cfg.seed, threads, d, pct::horizon(scenario.op_count()))),
+        ),
         tags: Tags {
             base: rng.below(255) as u8,
         },

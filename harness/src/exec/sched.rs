@@ -8,7 +8,9 @@
 //!   from the schedule: entry `k` names the thread to run at the `k`-th
 //!   decision; a named thread that cannot run (finished, parked) passes the
 //!   turn to the next runnable one in index order. Past the end of the
-//!   schedule the running thread keeps the turn while it can.
+//!   schedule the running thread keeps the turn while it can, or, for a
+//!   case run with [PCT priorities](super::pct), the eligible thread with
+//!   the highest priority runs.
 //! - A thread about to block in the kernel ([`park`](Scheduler::park), at the
 //!   `before_park` sync point) gives up the turn without waiting for it back;
 //!   when it wakes ([`unpark`](Scheduler::unpark)) it queues for the turn.
@@ -30,6 +32,7 @@
 //!   case with the recorded schedule repeats the interleaving.
 
 use super::events::{self, KernelSample, CONFIRM};
+use super::pct::Pct;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,6 +66,8 @@ struct State {
     blocked_wait: Duration,
     /// Kernel thread ids, recorded on arrival.
     tids: Vec<Option<i32>>,
+    /// PCT priorities, deciding past the end of `choices`.
+    pct: Option<Pct>,
     /// Looking at a running thread that makes no progress: the progress
     /// count, since when, and the last kernel sample of it.
     watch: Option<Watch>,
@@ -99,6 +104,7 @@ impl Scheduler {
                 blocked_takeovers: 0,
                 blocked_wait: Duration::ZERO,
                 tids: vec![None; threads],
+                pct: None,
                 watch: None,
             }),
             cv: Condvar::new(),
@@ -112,6 +118,12 @@ impl Scheduler {
     /// The decisions made so far.
     pub fn taken(&self) -> Vec<usize> {
         self.lock().taken.clone()
+    }
+
+    /// Decide past the end of the given choices by PCT priorities.
+    pub fn with_pct(self, pct: Option<Pct>) -> Scheduler {
+        self.lock().pct = pct;
+        self
     }
 
     /// The take-overs so far, into `t`.
@@ -226,6 +238,15 @@ impl Scheduler {
             let want = st.choices[st.cursor] % n.max(1);
             st.cursor += 1;
             (0..n).map(|k| (want + k) % n).find(|&t| eligible(st, t))
+        } else if st.pct.is_some() {
+            let decision = st.taken.len();
+            let running = keep.or(st.current);
+            let status = st.status.clone();
+            st.pct.as_mut().and_then(|p| {
+                p.choose(decision, running, |t| {
+                    matches!(status[t], Status::Ready | Status::Running)
+                })
+            })
         } else {
             keep.filter(|&t| eligible(st, t))
                 .or_else(|| (0..n).find(|&t| eligible(st, t)))

@@ -55,6 +55,11 @@ pub struct GenConfig {
     /// of any kind). Measurements use it to time one race rather than
     /// whichever violation comes first.
     pub fail_on: Vec<ViolationKind>,
+    /// Controlled mode: schedule cases by PCT priorities ([`exec::pct`])
+    /// instead of their generated choices; each case's bug depth (2 or 3)
+    /// and priorities come from its seed. Saved cases keep the decisions
+    /// taken, so they replay as any other.
+    pub pct: bool,
     /// Cases run at once (0: sized to the machine; 1: one after another).
     /// Only the first run of each case overlaps others; shrinking runs
     /// alone.
@@ -76,6 +81,7 @@ impl GenConfig {
             shard: None,
             confirm: 1,
             fail_on: Vec::new(),
+            pct: false,
             jobs: 0,
         }
     }
@@ -180,7 +186,11 @@ pub fn proptest_config(cfg: &GenConfig) -> Config {
 fn case_config(cfg: &GenConfig, case: &GenCase) -> CaseConfig {
     let mut cc = CaseConfig::new(cfg.mode, case.seed);
     cc.hang_bound = cfg.hang_bound;
-    cc.schedule = case.schedule.clone();
+    if cfg.pct {
+        cc.pct_depth = Some(2 + (case.seed % 2) as usize);
+    } else {
+        cc.schedule = case.schedule.clone();
+    }
     cc
 }
 
@@ -246,7 +256,15 @@ pub fn run_generated(
         };
         let firsts = parallel::run_ordered(jobs, drawn.len(), &more, &job, &stop_after);
         let ran = firsts.len();
-        for ((i, tree, _), first) in drawn.into_iter().zip(firsts) {
+        for ((i, tree, case), first) in drawn.into_iter().zip(firsts) {
+            // A case that could not be set up beside others (a neighbour's
+            // stale close may hit its listener) gets one more try alone.
+            let first = match first {
+                Err(_) if jobs > 1 => {
+                    run_one_case(&target, cfg, &case).map(|o| (o, Instant::now()))
+                }
+                r => r,
+            };
             let first = first.map_err(|e| SetupError(format!("generated case {i}: {}", e.0)))?;
             let (outcome, failure) = finish_case(&target, cfg, i, tree, first, started)?;
             run.stats.absorb(&outcome);
