@@ -64,7 +64,7 @@ impl Probe for CaseProbe {
             Mode::Controlled => match point {
                 SyncPoint::BeforePark => self.case.sched.park(self.thread),
                 SyncPoint::AfterWake => self.case.sched.unpark(self.thread),
-                _ => self.case.sched.switch(self.thread),
+                _ => self.case.sched.switch_at(self.thread, Some(point)),
             },
             Mode::Free => {
                 let r = self

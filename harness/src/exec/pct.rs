@@ -7,12 +7,14 @@
 //! uniformly random choice at every point.
 //!
 //! Protocol (the controlled scheduler asks [`Pct::choose`] at each
-//! decision, with the threads that may run):
+//! decision, with the threads that may run, and counts the decisions made
+//! at a `before_syscall` sync point: the number is loaded, the syscall
+//! comes next, the window every close race needs a preemption in):
 //! - Each thread gets a distinct random initial priority in `d..d+n`; the
 //!   eligible thread with the highest priority runs.
 //! - `d−1` change points are drawn uniformly over the first `horizon`
-//!   decisions (an estimate of how many the case makes, from its ops:
-//!   [`horizon`]); at the `i`-th one, the thread that was running gets priority
+//!   such `before_syscall` decisions (an estimate of how many the case
+//!   makes, from its ops: [`horizon`]); at the `i`-th one, the thread that was running gets priority
 //!   `d−1−i`, below every initial priority, so it is preempted there and
 //!   stays behind everyone else who can run.
 //! - Everything is drawn from the case's seed, so the same case makes the
@@ -23,10 +25,10 @@
 
 use super::Rng;
 
-/// Decisions over which change points are spread, for a case of `ops` ops:
-/// one before each op and about two sync points inside it.
+/// `before_syscall` decisions over which change points are spread, for a
+/// case of `ops` ops: about one per op.
 pub fn horizon(ops: usize) -> usize {
-    (ops * 3).max(2)
+    ops.max(2)
 }
 
 /// The priorities and change points of one case.
@@ -50,7 +52,7 @@ impl Pct {
             priority.swap(i, j);
         }
         let mut change_points: Vec<usize> = (1..d)
-            .map(|_| rng.below(horizon.max(1) as u64) as usize)
+            .map(|_| 1 + rng.below(horizon.max(1) as u64) as usize)
             .collect();
         change_points.sort_unstable();
         Pct {

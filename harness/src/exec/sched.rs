@@ -33,6 +33,7 @@
 
 use super::events::{self, KernelSample, CONFIRM};
 use super::pct::Pct;
+use netfd::probe::SyncPoint;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,9 @@ struct State {
     tids: Vec<Option<i32>>,
     /// PCT priorities, deciding past the end of `choices`.
     pct: Option<Pct>,
+    /// Switches made at a `before_syscall` sync point so far: the points
+    /// PCT's change points are counted over.
+    syscall_points: usize,
     /// Looking at a running thread that makes no progress: the progress
     /// count, since when, and the last kernel sample of it.
     watch: Option<Watch>,
@@ -105,6 +109,7 @@ impl Scheduler {
                 blocked_wait: Duration::ZERO,
                 tids: vec![None; threads],
                 pct: None,
+                syscall_points: 0,
                 watch: None,
             }),
             cv: Condvar::new(),
@@ -157,9 +162,17 @@ impl Scheduler {
 
     /// A switch point: maybe hand the turn to another thread.
     pub fn switch(&self, me: usize) {
+        self.switch_at(me, None);
+    }
+
+    /// A switch point at a named sync point (`None`: between ops).
+    pub fn switch_at(&self, me: usize, point: Option<SyncPoint>) {
         let mut st = self.lock();
         if !st.started || st.released {
             return;
+        }
+        if point == Some(SyncPoint::BeforeSyscall) && st.current == Some(me) {
+            st.syscall_points += 1;
         }
         st.status[me] = Status::Ready;
         let keep = if st.current == Some(me) {
@@ -239,7 +252,7 @@ impl Scheduler {
             st.cursor += 1;
             (0..n).map(|k| (want + k) % n).find(|&t| eligible(st, t))
         } else if st.pct.is_some() {
-            let decision = st.taken.len();
+            let decision = st.syscall_points;
             let running = keep.or(st.current);
             let status = st.status.clone();
             st.pct.as_mut().and_then(|p| {
