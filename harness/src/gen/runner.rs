@@ -60,8 +60,8 @@ pub struct GenConfig {
     /// and priorities come from its seed. Saved cases keep the decisions
     /// taken, so they replay as any other.
     pub pct: bool,
-    /// Cases run at once (0: sized to the machine; 1: one after another).
-    /// Only the first run of each case overlaps others; shrinking runs
+    /// Cases run at once (0: sized to the machine; 1, the default of
+    /// [`GenConfig::new`]: one after another). Only the first run of each case overlaps others; shrinking runs
     /// alone.
     pub jobs: usize,
 }
@@ -82,7 +82,7 @@ impl GenConfig {
             confirm: 1,
             fail_on: Vec::new(),
             pct: false,
-            jobs: 0,
+            jobs: 1,
         }
     }
 }
