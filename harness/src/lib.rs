@@ -14,6 +14,8 @@
 //! - [`exec`]: runs one case on real threads and sockets, controlled or free.
 //! - [`gen`]: proptest strategies for generated cases and schedules, and
 //!   the runner that shrinks a failing one to a minimal, replayable case.
+//! - [`measure`]: measurements of the harness itself (throughput, where
+//!   a case's time goes).
 //! - [`run`]: runs scenario files and generated cases into a report.
 //! - [`report`]: the run report (`reports/schema.json`, `reports/README.md`),
 //!   atomic writing, shard merging, JUnit XML, the terminal summary.
@@ -23,6 +25,7 @@ pub mod exec;
 pub mod gen;
 pub mod intercept;
 pub mod ledger;
+pub mod measure;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -1,7 +1,8 @@
 //! A run: scenario files (and generated cases) against one target, into one
-//! report. Cases of a scenario run one after another; the run stops a
-//! scenario early after a hang (its threads are left behind) and keeps the
-//! first few violations of each kind.
+//! report. Cases of a scenario run several at once ([`RunConfig::jobs`],
+//! [`parallel`]) and are reported in case order, as a sequential run would
+//! report them; the run stops a scenario after its first hang (its threads
+//! are left behind) and keeps the first few violations of each kind.
 //!
 //! Generated cases ([`GenPlan`], [`crate::gen`]) run after the scenario
 //! files, as one more report entry named `generated` (file `generated`):
@@ -12,7 +13,7 @@
 //! past the budget) and saved as a scenario with its schedule in the case
 //! directory; its violations carry the command that replays it.
 
-use crate::exec::{self, case_seed, CaseConfig, CaseOutcome};
+use crate::exec::{self, case_seed, parallel, CaseConfig, CaseOutcome};
 use crate::gen::{self, GenConfig, GenFailure};
 use crate::report::{self, Mode, Report, ScenarioReport, Violation, ViolationKind};
 use crate::scenario::Scenario;
@@ -43,6 +44,9 @@ pub struct RunConfig {
     /// Where failing cases are saved for replay (next to the report).
     pub case_dir: Option<PathBuf>,
     pub hang_bound: Duration,
+    /// Cases run at once (0: sized to the machine, see
+    /// [`parallel::jobs`]); 1 runs them one after another.
+    pub jobs: usize,
 }
 
 /// Called after every case (for progress display).
@@ -164,6 +168,8 @@ pub fn run_generated_family(
         shard: plan.shard,
         confirm: 1,
         fail_on: Vec::new(),
+        pct: false,
+        jobs: cfg.jobs,
     };
     let on_case = |i: u64| progress(GENERATED, i);
     let run = gen::run_generated(target, &gc, &on_case)
@@ -262,32 +268,49 @@ pub fn run_scenario(
 ) -> Result<ScenarioReport, RunError> {
     let started = Instant::now();
     let mut sr = ScenarioReport::new(&src.scenario.name, &src.file);
-    for case in 0..cfg.cases.max(1) {
-        if case > 0 && started.elapsed() >= budget {
-            break;
-        }
-        let seed = case_seed(cfg.seed, &src.scenario.name, case);
-        let mut cc = CaseConfig::new(cfg.mode, seed);
+    let cases = cfg.cases.max(1) as usize;
+    let seed_of = |case: usize| case_seed(cfg.seed, &src.scenario.name, case as u64);
+    let more = |case: usize| case == 0 || started.elapsed() < budget;
+    let job = |case: usize| {
+        let mut cc = CaseConfig::new(cfg.mode, seed_of(case));
         cc.hang_bound = cfg.hang_bound;
         if let Some(s) = &src.scenario.schedule {
             cc.schedule = s.clone();
         }
-        let outcome = exec::run_case(target.clone(), &src.scenario, &cc)
-            .map_err(|e| RunError(format!("{}: {e}", src.file)))?;
+        let r = exec::run_case(target.clone(), &src.scenario, &cc);
+        progress(&src.scenario.name, case as u64);
+        r
+    };
+    // A hang leaves threads behind: stop the scenario there.
+    let stop_after =
+        |r: &Result<CaseOutcome, exec::SetupError>| r.as_ref().map_or(true, |o| o.hung);
+    let jobs = parallel::jobs(cfg.jobs);
+    let outcomes = parallel::run_ordered(jobs, cases, &more, &job, &stop_after);
+    for (case, outcome) in outcomes.into_iter().enumerate() {
+        // Run beside others, a case that could not be set up, or that
+        // failed, runs again alone: a historical variant's stale call can
+        // reach a neighbour's socket, and a saved case must be the case's
+        // own interleaving. A failure that does not repeat alone is kept
+        // as it was found (it is still the target's).
+        let outcome = match outcome {
+            Err(_) if jobs > 1 => job(case),
+            Ok(o) if jobs > 1 && !o.found.is_empty() && !o.hung => match job(case) {
+                Ok(alone) if !alone.found.is_empty() => Ok(alone),
+                _ => Ok(o),
+            },
+            r => r,
+        };
+        let outcome = outcome.map_err(|e| RunError(format!("{}: {e}", src.file)))?;
         sr.cases += 1;
         absorb(
             &mut sr,
             src,
             cfg,
             &target.name(),
-            case,
-            seed,
-            outcome.clone(),
+            case as u64,
+            seed_of(case),
+            outcome,
         )?;
-        progress(&src.scenario.name, case);
-        if outcome.hung {
-            break;
-        }
     }
     Ok(sr)
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// Generated cases `harness run` runs by default: a few seconds' worth, so
 /// the default run stays well under a minute.
-pub const DEFAULT_GENERATED: u64 = 300;
+pub const DEFAULT_GENERATED: u64 = 4000;
 
 #[derive(Args, Debug, Clone)]
 pub struct GenArgs {

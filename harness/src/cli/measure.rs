@@ -18,6 +18,7 @@
 use super::{parse_duration, parse_variant, Failure, ModeArg, EXIT_CLEAN, EXIT_VIOLATIONS};
 use crate::exec::{self, CaseConfig};
 use crate::gen::{self, GenConfig, GenRun};
+use crate::measure;
 use crate::report::{Mode, ViolationKind};
 use crate::run;
 use crate::scenario;
@@ -91,6 +92,10 @@ pub struct ThroughputArgs {
     pub seed: u64,
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub hang_bound: Duration,
+    /// Cases run at once, a comma-separated list to compare (0: twice the
+    /// cores; 1: one after another).
+    #[arg(long, value_delimiter = ',', default_value = "1,0")]
+    pub jobs: Vec<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +121,14 @@ pub struct FirstArgs {
     /// Count only violations of this kind (repeatable; default: any).
     #[arg(long = "kind", value_parser = parse_kind)]
     pub kinds: Vec<ViolationKind>,
+    /// Cases run at once (0: twice the cores). Default 1: a historical
+    /// variant's stale calls reach neighbouring cases' sockets, which would
+    /// count their failures as the schedule's.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Controlled mode: PCT schedules instead of the generated ones.
+    #[arg(long)]
+    pub pct: bool,
 }
 
 fn parse_kind(s: &str) -> Result<ViolationKind, String> {
@@ -254,30 +267,49 @@ fn kinds_of(found: &[exec::Found]) -> String {
 }
 
 fn throughput(a: ThroughputArgs) -> Result<i32, Failure> {
-    println!("| variant | mode | cases | seconds | cases/s | syscalls/case | failing |");
-    println!("|---|---|---:|---:|---:|---:|---|");
-    let mut failed = false;
+    let cores = measure::cores();
+    let mut rows = Vec::new();
+    // Alternate the settings round by round, so a change in the machine's
+    // load hits all of them alike.
     for mode in a.mode.list() {
-        let mut cfg = GenConfig::new(mode, a.seed, a.cases);
-        cfg.hang_bound = a.hang_bound;
-        cfg.shrink = false;
-        let r = generate(a.variant, &cfg, 0)?;
-        let secs = r.elapsed.as_secs_f64();
-        let failing = match &r.failure {
-            Some(f) => {
-                failed = true;
-                format!("case {} ({})", f.case, kinds_of(&f.original_found))
+        for &jobs in &a.jobs {
+            let mut cfg = GenConfig::new(mode, a.seed, a.cases);
+            cfg.hang_bound = a.hang_bound;
+            cfg.jobs = jobs;
+            let t = measure::throughput(target(a.variant), &cfg)
+                .map_err(|e| Failure::harness(e.to_string()))?;
+            rows.push((exec::parallel::jobs(jobs), t));
+        }
+    }
+    println!("| variant | mode | jobs | cases | seconds | cases/s | CPU % of {cores} cores | syscalls/case | failing |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
+    for (jobs, t) in &rows {
+        let failing = match &t.failing {
+            Some((case, kinds)) => {
+                let k: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+                format!("case {case} ({})", k.join(","))
             }
             None => "none".to_owned(),
         };
         println!(
-            "| {} | {mode} | {} | {secs:.1} | {:.1} | {:.0} | {failing} |",
+            "| {} | {} | {jobs} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {failing} |",
             a.variant,
-            r.stats.cases,
-            r.stats.cases as f64 / secs.max(1e-9),
-            r.stats.syscalls_checked as f64 / r.stats.cases.max(1) as f64,
+            t.mode,
+            t.cases,
+            t.elapsed.as_secs_f64(),
+            t.cases_per_sec(),
+            100.0 * t.cpu_share(cores),
+            t.syscalls_checked as f64 / t.cases.max(1) as f64,
         );
     }
+    println!();
+    println!("Per case, milliseconds (↳: inside the phase above it):");
+    println!();
+    println!("{}", measure::BREAKDOWN_HEADER);
+    for (jobs, t) in &rows {
+        println!("{}", measure::breakdown_row(*jobs, t));
+    }
+    let failed = rows.iter().any(|(_, t)| t.failing.is_some());
     Ok(if failed { EXIT_VIOLATIONS } else { EXIT_CLEAN })
 }
 
@@ -327,6 +359,8 @@ fn first(a: FirstArgs) -> Result<i32, Failure> {
                 cfg.hang_bound = a.hang_bound;
                 cfg.shrink = false;
                 cfg.fail_on = a.kinds.clone();
+                cfg.jobs = a.jobs;
+                cfg.pct = a.pct;
                 let r = generate(v, &cfg, 0)?;
                 match &r.failure {
                     Some(f) => {

@@ -123,6 +123,9 @@ pub struct Common {
     /// the same --seed and combine the reports with `harness merge`.
     #[arg(long, value_name = "I/N", value_parser = shard::parse_shard)]
     pub shard: Option<shard::Shard>,
+    /// Cases run at once (0: twice the cores; 1: one after another).
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
 }
 
 #[derive(Args, Debug)]
@@ -130,8 +133,8 @@ pub struct RunArgs {
     /// Lifetime protocol under test.
     #[arg(long, value_parser = parse_variant, default_value = "fdmutex")]
     pub variant: Variant,
-    /// Cases per scenario at most.
-    #[arg(long, default_value_t = 40)]
+    /// Cases per scenario at most (the budget usually ends a run first).
+    #[arg(long, default_value_t = 400)]
     pub cases: u64,
     /// Wall-clock budget for the run.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
@@ -393,6 +396,7 @@ fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
         budget: a.budget,
         case_dir: Some(case_dir(&a.common.report, a.variant, seed)),
         hang_bound: a.common.hang_bound,
+        jobs: a.common.jobs,
     };
     let plan = a.generated.plan(a.common.shard);
     let (report, path, generated) =
@@ -493,6 +497,7 @@ fn cmd_matrix(a: MatrixArgs) -> Result<i32, Failure> {
             budget: per_variant,
             case_dir: Some(case_dir(&a.common.report, v, seed)),
             hang_bound: a.common.hang_bound,
+            jobs: a.common.jobs,
         };
         let (report, path) = run_variant(v, &sources, &cfg, &a.common.report)?;
         let caught = run::caught(&report);

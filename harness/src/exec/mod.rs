@@ -28,13 +28,17 @@
 //! [`supervise`] (waiting, teardown, hangs); this file holds the case's
 //! shared state and [`run_case`].
 
+mod events;
 mod judge;
 mod observe;
 mod ops;
+pub mod parallel;
+pub mod pct;
 pub mod pool;
 pub mod sched;
 mod setup;
 mod supervise;
+mod timings;
 
 use crate::ledger::Ledger;
 use crate::report::{Mode, ViolationKind};
@@ -49,6 +53,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use supervise::{close_all, supervise, teardown_peers};
+pub use timings::CaseTimings;
 
 /// Everything that decides a case besides the scenario.
 #[derive(Clone, Debug)]
@@ -60,6 +65,10 @@ pub struct CaseConfig {
     pub schedule: Vec<usize>,
     /// How long an op may take to return after Close or its deadline.
     pub hang_bound: Duration,
+    /// Controlled mode: past `schedule`, decide by PCT priorities of this
+    /// bug depth, drawn from the seed (`None`: the running thread keeps
+    /// the turn; an empty schedule is then drawn from the seed).
+    pub pct_depth: Option<usize>,
 }
 
 impl CaseConfig {
@@ -69,6 +78,7 @@ impl CaseConfig {
             seed,
             schedule: Vec::new(),
             hang_bound: Duration::from_secs(1),
+            pct_depth: None,
         }
     }
 }
@@ -98,6 +108,8 @@ pub struct CaseOutcome {
     pub checks: Vec<(ViolationKind, u64)>,
     /// Some thread hung and was left behind.
     pub hung: bool,
+    /// Where the case's time went.
+    pub timings: CaseTimings,
 }
 
 /// The harness could not run the case (not a verdict on the target).
@@ -213,6 +225,8 @@ struct Case {
     /// creates from now on is closed by that op, since the sweep may have
     /// passed its slot already.
     tearing_down: AtomicBool,
+    /// Pulses the supervisor waits on, and the threads' kernel ids.
+    events: events::Events,
 }
 
 impl Case {
@@ -227,9 +241,11 @@ pub fn run_case(
     scenario: &Scenario,
     cfg: &CaseConfig,
 ) -> Result<CaseOutcome, SetupError> {
+    let case_started = Instant::now();
+    let mut timings = CaseTimings::default();
     let threads = scenario.threads.len();
     let mut rng = Rng::new(cfg.seed);
-    let choices = if cfg.schedule.is_empty() {
+    let choices = if cfg.schedule.is_empty() && cfg.pct_depth.is_none() {
         random_schedule(cfg.seed, threads, 64)
     } else {
         cfg.schedule.clone()
@@ -257,7 +273,10 @@ pub fn run_case(
         observe,
         attribution: observe::Attribution::default(),
         ledger: Ledger::new(),
-        sched: Scheduler::new(threads, choices),
+        sched: Scheduler::new(threads, choices).with_pct(
+            cfg.pct_depth
+                .map(|d| pct::Pct::new(cfg.seed, threads, d, pct::horizon(scenario.op_count()))),
+        ),
         tags: Tags {
             base: rng.below(255) as u8,
         },
@@ -276,6 +295,7 @@ pub fn run_case(
         checks: Mutex::new(Vec::new()),
         last_op_end: AtomicU64::new(0),
         tearing_down: AtomicBool::new(false),
+        events: events::Events::new(threads),
     });
     // Set up on this thread, observed by the ledger as "harness".
     let harness_probe = Arc::new(CaseProbe::new(case.clone(), HARNESS_THREAD, 0));
@@ -293,10 +313,12 @@ pub fn run_case(
             pool::spawn(move || worker(case, t, seed)).map_err(|e| setup_err("spawn thread", e))?;
         handles.push(h);
     }
+    timings.setup = case_started.elapsed();
     if cfg.mode == Mode::Controlled {
         case.sched.begin();
     }
-    let hung = supervise(&case, cfg.hang_bound);
+    let hung = supervise(&case, cfg.hang_bound, &mut timings);
+    let finish_started = Instant::now();
     for (t, h) in handles.into_iter().enumerate() {
         if !hung.contains(&t) {
             h.join();
@@ -347,12 +369,15 @@ pub fn run_case(
     checks.push((ViolationKind::DoubleClose, counts.closes_checked));
     checks.push((ViolationKind::Leak, 1));
     checks.push((ViolationKind::Hang, threads as u64));
+    case.sched.record_timings(&mut timings);
+    timings.finish = finish_started.elapsed();
     Ok(CaseOutcome {
         found,
         schedule: case.sched.taken(),
         syscalls_checked: counts.syscalls_checked,
         checks,
         hung: !hung.is_empty(),
+        timings,
     })
 }
 

@@ -51,11 +51,14 @@ impl CaseProbe {
             SyncPoint::AfterWake => parked.store(false, Ordering::Release),
             _ => {}
         }
+        if matches!(point, SyncPoint::BeforePark | SyncPoint::AfterWake) {
+            self.case.events.pulse();
+        }
         match self.case.mode {
             Mode::Controlled => match point {
                 SyncPoint::BeforePark => self.case.sched.park(self.thread),
                 SyncPoint::AfterWake => self.case.sched.unpark(self.thread),
-                _ => self.case.sched.switch(self.thread),
+                _ => self.case.sched.switch_at(self.thread, Some(point)),
             },
             Mode::Free => {
                 let r = self
@@ -100,6 +103,7 @@ pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
     let probe = Arc::new(CaseProbe::new(case.clone(), me, seed));
     let _guard = probe::install(probe.clone());
     let _observer = case.observe.then(|| crate::intercept::install(&*probe));
+    case.events.register(me);
     if case.mode == Mode::Controlled {
         case.sched.arrive(me);
     }
@@ -119,12 +123,14 @@ pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
         *case.current_op[me]
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = None;
+        case.events.pulse();
     }
     if case.mode == Mode::Controlled {
         case.sched.done(me);
     }
     case.done[me].store(true, Ordering::Release);
     case.finished.fetch_add(1, Ordering::AcqRel);
+    case.events.pulse();
 }
 
 /// The op's outcome, judged.

@@ -16,7 +16,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 
 /// Idle workers kept for reuse.
-pub const MAX_IDLE: usize = 16;
+pub const MAX_IDLE: usize = 64;
 
 type Job = Box<dyn FnOnce() + Send>;
 type Work = (Job, Sender<()>);

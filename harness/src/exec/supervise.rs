@@ -1,27 +1,43 @@
 //! Supervising a running case: waiting until its threads are done or
 //! blocked, closing everything still open, naming the ops that hang, and
 //! closing the peers.
+//!
+//! Every wait here is a wait for an event (see [`events`](super::events)):
+//! the threads pulse when an op returns, a thread parks, wakes or finishes,
+//! and the teardown's closes return; a case whose threads are all parked
+//! waits for the nearest deadline one of them waits on, else is settled
+//! once the kernel shows every thread left asleep throughout a
+//! [`CONFIRM`]. The quiet limits below remain as fallbacks for when the
+//! kernel cannot say, and are counted when they end a case.
 
+use super::events::{self, KernelSample, CONFIRM};
 use super::judge::{check_drained, record};
 use super::ops::{CaseProbe, HARNESS_THREAD};
-use super::{conn_of, listener_of, thread_name, Case, Found};
+use super::{conn_of, listener_of, thread_name, Case, CaseTimings, Found};
 use crate::report::ViolationKind;
+use crate::scenario::Op;
 use netfd::probe;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a case may go without any event before the supervisor takes
 /// it as stuck (a thread blocked where no sync point says so, such as a
-/// lock wait inside the protocol) and starts closing everything. Longer
-/// than any sleep a scenario file uses; each case that hits it pays it in
-/// full, so it sets the pace of generated cases.
+/// lock wait inside the protocol) and starts closing everything, when the
+/// kernel cannot tell (see [`Settle`]). Longer than any sleep a scenario
+/// file uses.
 pub(super) const STUCK_QUIET: Duration = Duration::from_millis(50);
 
 /// Wait for the threads; when all are done or blocked, close everything and
-/// wait `bound` for the blocked ones. Returns the threads that hung.
-pub(super) fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
+/// wait `bound` for the blocked ones. Returns the threads that hung; the
+/// run and teardown phases and the waits inside go into `timings`.
+pub(super) fn supervise(
+    case: &Arc<Case>,
+    bound: Duration,
+    timings: &mut CaseTimings,
+) -> HashSet<usize> {
+    let run_started = Instant::now();
     let threads = case.scenario.threads.len();
     let all_done = || case.finished.load(Ordering::Acquire) == threads;
     let quiet_for = |d: Duration| {
@@ -41,44 +57,77 @@ pub(super) fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
         let last = Duration::from_micros(case.last_op_end.load(Ordering::Relaxed));
         case.epoch.elapsed().saturating_sub(last) >= d
     };
-    // Phase 1: run until done, or until everyone left is blocked.
+    // Phase 1: run until done, or until everyone left is blocked. Woken by
+    // the threads' pulses (op returned, park, wake, done), by a deadline
+    // a parked op waits for, or every CONFIRM to ask the kernel.
     let phase1_limit = Instant::now() + Duration::from_secs(10) + bound;
-    while !all_done() && Instant::now() < phase1_limit {
+    let mut settle = Settle::default();
+    loop {
+        let seen = case.events.seq();
+        if all_done() || Instant::now() >= phase1_limit {
+            break;
+        }
+        let blocked = all_blocked();
         // A parked op whose deadline is near must be left to time out:
         // closing it first would never exercise deadline expiry.
-        if all_blocked() && quiet_for(Duration::from_millis(2)) && !deadline_pending(case, bound) {
+        if blocked {
+            if let Some(at) = next_parked_deadline(case, bound) {
+                let t = Instant::now();
+                case.events.wait(seen, at);
+                timings.deadline_wait += t.elapsed();
+                settle = Settle::default();
+                continue;
+            }
+        }
+        if settle.look(case, seen) {
+            if !blocked {
+                timings.stuck_seen += 1;
+            }
             break;
         }
-        if quiet_for(STUCK_QUIET) || stuck_for(bound) {
+        // Fallbacks for when the kernel cannot say. A thread the kernel
+        // shows runnable is not stuck, only waiting for a CPU (a loaded
+        // machine): closing under it would cut the case short.
+        let runnable = any_runnable(case);
+        if blocked && quiet_for(Duration::from_millis(2)) && !runnable {
             break;
         }
-        std::thread::sleep(Duration::from_micros(200));
+        if (quiet_for(STUCK_QUIET) && !runnable) || stuck_for(bound) {
+            timings.stuck_fallbacks += 1;
+            break;
+        }
+        let t = Instant::now();
+        case.events.wait(seen, t + CONFIRM);
+        if blocked {
+            timings.settle_wait += t.elapsed();
+        }
     }
+    timings.run = run_started.elapsed();
     // Phase 2: close everything still open; blocked ops must return. The
     // schedule stops here, and the closes run on their own thread so a
     // Close that never returns is a hang, not a stuck harness.
     case.tearing_down.store(true, Ordering::SeqCst);
     case.sched.release_all();
     let closed_at = Instant::now();
+    let closed = Arc::new(AtomicBool::new(false));
     let closer = {
         let case = case.clone();
-        std::thread::Builder::new()
-            .name("case-teardown".into())
-            .spawn(move || {
-                let probe = Arc::new(CaseProbe::new(case.clone(), HARNESS_THREAD, 0));
-                let _guard = probe::install(probe.clone());
-                let _observer = case.observe.then(|| crate::intercept::install(&*probe));
-                close_all(&case);
-            })
+        let closed = closed.clone();
+        super::pool::spawn(move || {
+            let probe = Arc::new(CaseProbe::new(case.clone(), HARNESS_THREAD, 0));
+            let _guard = probe::install(probe.clone());
+            let _observer = case.observe.then(|| crate::intercept::install(&*probe));
+            close_all(&case);
+            closed.store(true, Ordering::Release);
+            case.events.pulse();
+        })
     };
-    if let Ok(h) = closer {
-        while !h.is_finished() && closed_at.elapsed() < bound {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    if closer.is_ok() {
+        case.events
+            .wait_for(|| closed.load(Ordering::Acquire), closed_at + bound);
     }
-    while !all_done() && closed_at.elapsed() < bound {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    case.events.wait_for(all_done, closed_at + bound);
+    timings.teardown = closed_at.elapsed();
     let mut hung = HashSet::new();
     if !all_done() {
         for t in 0..threads {
@@ -124,18 +173,101 @@ pub(super) fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
     hung
 }
 
-/// Whether some connection's current deadline is still ahead, and due
-/// within `within`.
-pub(super) fn deadline_pending(case: &Case, within: Duration) -> bool {
+/// The earliest deadline still ahead, due within `within`, in the
+/// direction of an op parked on its connection: the one thing besides a
+/// Close that will move a case whose threads are all parked.
+pub(super) fn next_parked_deadline(case: &Case, within: Duration) -> Option<Instant> {
     let now = Instant::now();
-    case.conns.iter().any(|c| {
-        let d = c.deadlines.lock().unwrap_or_else(|e| e.into_inner());
-        d.iter().any(|dir| {
-            dir.last()
-                .and_then(|d| d.at)
-                .is_some_and(|at| at > now && at <= now + within)
+    let threads = case.scenario.threads.len();
+    (0..threads)
+        .filter(|&t| case.parked[t].load(Ordering::Acquire))
+        .filter_map(|t| {
+            let (i, _) = (*case.current_op[t].lock().unwrap_or_else(|e| e.into_inner()))?;
+            let op = case.scenario.threads[t].ops.get(i)?;
+            let dir = match op {
+                Op::Read { .. } | Op::ReadFrom { .. } => 0,
+                Op::Write { .. } | Op::WriteTo { .. } => 1,
+                _ => return None,
+            };
+            let d = case
+                .conns
+                .get(op.conn()?)?
+                .deadlines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            d[dir].last().and_then(|d| d.at)
         })
+        .filter(|&at| at > now && at <= now + within)
+        .min()
+}
+
+/// Whether the kernel shows some unfinished thread of the case runnable.
+fn any_runnable(case: &Case) -> bool {
+    (0..case.scenario.threads.len()).any(|t| {
+        !case.done[t].load(Ordering::Acquire)
+            && case
+                .events
+                .tid(t)
+                .and_then(events::sample)
+                .is_some_and(|s| !s.asleep)
     })
+}
+
+/// Whether every unfinished thread of the case is asleep in the kernel and
+/// stayed so, with no pulse, between two looks a [`CONFIRM`] apart (see
+/// [`events`](super::events)). A thread running a `sleep` op is not
+/// settled: the scenario orders by that sleep.
+#[derive(Default)]
+struct Settle {
+    /// Pulse count and per-thread samples at the last look, and when.
+    last: Option<(u64, Vec<Option<KernelSample>>, Instant)>,
+}
+
+impl Settle {
+    fn look(&mut self, case: &Case, seq: u64) -> bool {
+        let now = Instant::now();
+        if self
+            .last
+            .as_ref()
+            .is_some_and(|(_, _, at)| now.duration_since(*at) < CONFIRM)
+        {
+            return false;
+        }
+        let threads = case.scenario.threads.len();
+        let mut samples = Vec::with_capacity(threads);
+        for t in 0..threads {
+            if case.done[t].load(Ordering::Acquire) {
+                samples.push(None);
+                continue;
+            }
+            let sleeping_op = case.current_op[t]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .and_then(|(i, _)| case.scenario.threads[t].ops.get(i).cloned())
+                .is_some_and(|op| matches!(op, Op::Sleep { .. }));
+            let Some(s) = case.events.tid(t).and_then(events::sample) else {
+                self.last = None;
+                return false;
+            };
+            if sleeping_op || !s.asleep {
+                self.last = None;
+                return false;
+            }
+            samples.push(Some(s));
+        }
+        let settled = match &self.last {
+            Some((seen, before, _)) if *seen == seq => {
+                before.iter().zip(&samples).all(|(a, b)| match (a, b) {
+                    (Some(a), Some(b)) => events::slept_throughout(*a, *b),
+                    (None, None) => true,
+                    _ => false,
+                })
+            }
+            _ => false,
+        };
+        self.last = Some((seq, samples, now));
+        settled
+    }
 }
 
 /// Close every listener and connection the case's slots hold now.

@@ -20,7 +20,7 @@
 //!   A case the harness could not set up stops the run with the error.
 
 use super::strategy::{case_strategy, Bounds, GenCase};
-use crate::exec::{self, CaseConfig, CaseOutcome, Found, Rng, SetupError};
+use crate::exec::{self, parallel, CaseConfig, CaseOutcome, CaseTimings, Found, Rng, SetupError};
 use crate::report::{Mode, ViolationKind};
 use crate::target::Target;
 use proptest::strategy::{Strategy, ValueTree};
@@ -55,6 +55,15 @@ pub struct GenConfig {
     /// of any kind). Measurements use it to time one race rather than
     /// whichever violation comes first.
     pub fail_on: Vec<ViolationKind>,
+    /// Controlled mode: schedule cases by PCT priorities ([`exec::pct`])
+    /// instead of their generated choices; each case's bug depth (2 or 3)
+    /// and priorities come from its seed. Saved cases keep the decisions
+    /// taken, so they replay as any other.
+    pub pct: bool,
+    /// Cases run at once (0: sized to the machine; 1, the default of
+    /// [`GenConfig::new`]: one after another). Only the first run of each case overlaps others; shrinking runs
+    /// alone.
+    pub jobs: usize,
 }
 
 impl GenConfig {
@@ -72,6 +81,8 @@ impl GenConfig {
             shard: None,
             confirm: 1,
             fail_on: Vec::new(),
+            pct: false,
+            jobs: 1,
         }
     }
 }
@@ -82,11 +93,14 @@ pub struct CaseStats {
     pub cases: u64,
     pub syscalls_checked: u64,
     pub checks: Vec<(ViolationKind, u64)>,
+    /// Where the cases' time went, summed.
+    pub timings: CaseTimings,
 }
 
 impl CaseStats {
     fn absorb(&mut self, o: &CaseOutcome) {
         self.cases += 1;
+        self.timings += o.timings;
         self.syscalls_checked += o.syscalls_checked;
         for &(kind, n) in &o.checks {
             match self.checks.iter_mut().find(|(k, _)| *k == kind) {
@@ -172,7 +186,11 @@ pub fn proptest_config(cfg: &GenConfig) -> Config {
 fn case_config(cfg: &GenConfig, case: &GenCase) -> CaseConfig {
     let mut cc = CaseConfig::new(cfg.mode, case.seed);
     cc.hang_bound = cfg.hang_bound;
-    cc.schedule = case.schedule.clone();
+    if cfg.pct {
+        cc.pct_depth = Some(2 + (case.seed % 2) as usize);
+    } else {
+        cc.schedule = case.schedule.clone();
+    }
     cc
 }
 
@@ -197,6 +215,12 @@ struct CaseState {
 
 /// Run generated cases against `target` as `cfg` says. `progress` is called
 /// after every generated case with its index.
+///
+/// Cases are drawn in index order on this thread, in batches; the first run
+/// of every case of a batch runs on [`parallel::run_ordered`]'s workers;
+/// then, in index order, each outcome is counted and the first failing case
+/// is shrunk (alone). What is reported — the cases counted, the first
+/// failure and its minimal case — is what a sequential run reports.
 pub fn run_generated(
     target: Arc<dyn Target>,
     cfg: &GenConfig,
@@ -206,104 +230,157 @@ pub fn run_generated(
     let strategy = case_strategy(cfg.bounds);
     let config = proptest_config(cfg);
     let mut run = GenRun::default();
+    let jobs = parallel::jobs(cfg.jobs);
+    let batch = if jobs <= 1 { 1 } else { jobs * 4 };
     let mine = |i: u64| !matches!(cfg.shard, Some((index, count)) if i % count.max(1) != index);
-    for i in (0..cfg.cases).filter(|&i| mine(i)) {
+    let mut indices = (0..cfg.cases).filter(|&i| mine(i)).peekable();
+    while indices.peek().is_some() {
         if run.stats.cases > 0 && started.elapsed() >= cfg.budget {
             break;
         }
-        let mut runner = TestRunner::new_with_rng(config.clone(), case_rng(cfg.seed, i));
-        let tree = strategy
-            .new_tree(&mut runner)
-            .map_err(|e| SetupError(format!("generating case {i}: {e}")))?;
-        let drawn = tree.current();
-        let state = RefCell::new(CaseState::default());
-        // Whether `case` fails (as `cfg` counts failures); records the runs.
-        let test = |case: GenCase| -> bool {
-            let mut st = state.borrow_mut();
-            let out_of_time = st
-                .first
-                .as_ref()
-                .is_some_and(|(_, at)| at.elapsed() >= cfg.max_shrink_time);
-            if st.setup_error.is_some() || out_of_time {
-                return false;
+        let mut drawn = Vec::with_capacity(batch);
+        for i in indices.by_ref().take(batch) {
+            let mut runner = TestRunner::new_with_rng(config.clone(), case_rng(cfg.seed, i));
+            let tree = strategy
+                .new_tree(&mut runner)
+                .map_err(|e| SetupError(format!("generating case {i}: {e}")))?;
+            let case = tree.current();
+            drawn.push((i, tree, case));
+        }
+        let cases: Vec<&GenCase> = drawn.iter().map(|(_, _, c)| c).collect();
+        let counted = run.stats.cases;
+        let more = |k: usize| (counted == 0 && k == 0) || started.elapsed() < cfg.budget;
+        let job = |k: usize| run_one_case(&target, cfg, cases[k]).map(|o| (o, Instant::now()));
+        let stop_after = |r: &Result<(CaseOutcome, Instant), SetupError>| {
+            r.as_ref().map_or(true, |(o, _)| fails(cfg, o))
+        };
+        let firsts = parallel::run_ordered(jobs, drawn.len(), &more, &job, &stop_after);
+        let ran = firsts.len();
+        for ((i, tree, case), first) in drawn.into_iter().zip(firsts) {
+            // A case that could not be set up beside others (a neighbour's
+            // stale close may hit its listener) gets one more try alone.
+            let first = match first {
+                Err(_) if jobs > 1 => {
+                    run_one_case(&target, cfg, &case).map(|o| (o, Instant::now()))
+                }
+                r => r,
+            };
+            let first = first.map_err(|e| SetupError(format!("generated case {i}: {}", e.0)))?;
+            let (outcome, failure) = finish_case(&target, cfg, i, tree, first, started)?;
+            run.stats.absorb(&outcome);
+            progress(i);
+            if failure.is_some() {
+                run.failure = failure;
+                run.elapsed = started.elapsed();
+                return Ok(run);
             }
-            st.runs += 1;
-            let outcome = match run_one_case(&target, cfg, &case) {
+        }
+        if ran < batch {
+            // The budget ran out inside the batch.
+            break;
+        }
+    }
+    run.elapsed = started.elapsed();
+    Ok(run)
+}
+
+/// Case `i`, whose first run gave `first`: if it failed, shrink it (every
+/// further run alone) into a [`GenFailure`]. Returns the first run's
+/// outcome, which is what the run's statistics count.
+fn finish_case<V: ValueTree<Value = GenCase>>(
+    target: &Arc<dyn Target>,
+    cfg: &GenConfig,
+    i: u64,
+    tree: V,
+    first: (CaseOutcome, Instant),
+    started: Instant,
+) -> Result<(CaseOutcome, Option<GenFailure>), SetupError> {
+    let drawn = tree.current();
+    let state = RefCell::new(CaseState::default());
+    let pre = RefCell::new(Some(first));
+    // Whether `case` fails (as `cfg` counts failures); records the runs.
+    let test = |case: GenCase| -> bool {
+        let mut st = state.borrow_mut();
+        let out_of_time = st
+            .first
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() >= cfg.max_shrink_time);
+        if st.setup_error.is_some() || out_of_time {
+            return false;
+        }
+        st.runs += 1;
+        let outcome = if st.runs == 1 {
+            let (o, at) = pre.borrow_mut().take().expect("the first run is given");
+            st.first = Some((o.clone(), at));
+            o
+        } else {
+            match run_one_case(target, cfg, &case) {
                 Ok(o) => o,
                 Err(e) => {
                     st.setup_error = Some(e);
                     return false;
                 }
-            };
-            if st.runs == 1 {
-                st.first = Some((outcome.clone(), Instant::now()));
             }
-            if !fails(cfg, &outcome) {
-                return false;
-            }
-            // While shrinking, a simpler case counts as failing only if it
-            // fails again: a failure that depends on timing outside the
-            // schedule (the teardown's closes, the poll thread, a deadline)
-            // would otherwise leave a minimal case that rarely replays.
-            let mut outcome = outcome;
-            if st.runs > 1 {
-                for _ in 0..cfg.confirm {
-                    match run_one_case(&target, cfg, &case) {
-                        Ok(again) if fails(cfg, &again) => outcome = again,
-                        Ok(_) => return false,
-                        Err(e) => {
-                            st.setup_error = Some(e);
-                            return false;
-                        }
+        };
+        if !fails(cfg, &outcome) {
+            return false;
+        }
+        // While shrinking, a simpler case counts as failing only if it
+        // fails again: a failure that depends on timing outside the
+        // schedule (the teardown's closes, the poll thread, a deadline)
+        // would otherwise leave a minimal case that rarely replays.
+        let mut outcome = outcome;
+        if st.runs > 1 {
+            for _ in 0..cfg.confirm {
+                match run_one_case(target, cfg, &case) {
+                    Ok(again) if fails(cfg, &again) => outcome = again,
+                    Ok(_) => return false,
+                    Err(e) => {
+                        st.setup_error = Some(e);
+                        return false;
                     }
                 }
             }
-            st.last_failing = Some((case, outcome));
-            true
-        };
-        let iters = if cfg.shrink { cfg.max_shrink_iters } else { 0 };
-        let result = shrink(tree, &test, iters);
-        let st = state.into_inner();
-        if let Some(e) = st.setup_error {
-            return Err(SetupError(format!("generated case {i}: {}", e.0)));
         }
-        let (first, first_at) = st
-            .first
-            .ok_or_else(|| SetupError(format!("generated case {i} did not run")))?;
-        run.stats.absorb(&first);
-        progress(i);
-        match result {
-            None => {}
-            Some(minimal) => {
-                let minimal_outcome = match st.last_failing {
-                    Some((c, o)) if c == minimal => o,
-                    _ => rerun_until_failing(&target, cfg, &minimal, 5)?.unwrap_or_else(|| {
-                        // Shrinking ended on a case whose failure did not
-                        // repeat: keep the case as drawn.
-                        first.clone()
-                    }),
-                };
-                let (minimal, minimal_outcome) = if !fails(cfg, &minimal_outcome) {
-                    (drawn.clone(), first.clone())
-                } else {
-                    (minimal, minimal_outcome)
-                };
-                run.failure = Some(GenFailure {
-                    case: i,
-                    elapsed: first_at.duration_since(started),
-                    original: drawn,
-                    original_found: first.found.clone(),
-                    minimal,
-                    minimal_outcome,
-                    shrink_runs: st.runs.saturating_sub(1),
-                    shrink_time: first_at.elapsed(),
-                });
-                break;
-            }
-        }
+        st.last_failing = Some((case, outcome));
+        true
+    };
+    let iters = if cfg.shrink { cfg.max_shrink_iters } else { 0 };
+    let result = shrink(tree, &test, iters);
+    let st = state.into_inner();
+    if let Some(e) = st.setup_error {
+        return Err(SetupError(format!("generated case {i}: {}", e.0)));
     }
-    run.elapsed = started.elapsed();
-    Ok(run)
+    let (first, first_at) = st
+        .first
+        .ok_or_else(|| SetupError(format!("generated case {i} did not run")))?;
+    let Some(minimal) = result else {
+        return Ok((first, None));
+    };
+    let minimal_outcome = match st.last_failing {
+        Some((c, o)) if c == minimal => o,
+        _ => rerun_until_failing(target, cfg, &minimal, 5)?.unwrap_or_else(|| {
+            // Shrinking ended on a case whose failure did not
+            // repeat: keep the case as drawn.
+            first.clone()
+        }),
+    };
+    let (minimal, minimal_outcome) = if !fails(cfg, &minimal_outcome) {
+        (drawn.clone(), first.clone())
+    } else {
+        (minimal, minimal_outcome)
+    };
+    let failure = GenFailure {
+        case: i,
+        elapsed: first_at.duration_since(started),
+        original: drawn,
+        original_found: first.found.clone(),
+        minimal,
+        minimal_outcome,
+        shrink_runs: st.runs.saturating_sub(1),
+        shrink_time: first_at.elapsed(),
+    };
+    Ok((first, Some(failure)))
 }
 
 /// Run `fails` on the tree's value and, if it fails, shrink it through

@@ -1,0 +1,186 @@
+//! Cases run at once give the verdicts they give one after another.
+//!
+//! - The scenario files and generated cases against `fdmutex`, controlled,
+//!   one seed: the sequential run (`jobs` 1) and the parallel one (`jobs`
+//!   4) count the same cases per scenario, in the same order, and both are
+//!   clean: nothing another case does beside a case makes it fail.
+//! - A historical variant is caught by both.
+//! - A saved failing case (shrunk from a generated naive-close failure)
+//!   reproduces its violation 100 of 100 times alone, and at least 39 of 40
+//!   times while other cases run beside it (see the test for the limit).
+
+use harness::exec::{self, parallel, CaseConfig};
+use harness::gen::{self, GenConfig};
+use harness::report::{Mode, Report};
+use harness::run::{self, GenPlan, RunConfig, Source};
+use harness::scenario::{self, Scenario};
+use harness::target::{NetfdTarget, Target};
+use netfd::Variant;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The tests of this file run one at a time: a historical variant's stale
+/// calls land on whatever socket got the number, also another test's (that
+/// is the bug it is caught for), so a clean run must not share the process
+/// with one.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sources() -> Vec<Source> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    scenario::load_dir(&dir)
+        .expect("scenarios load")
+        .into_iter()
+        .map(|(p, s)| Source {
+            scenario: s,
+            file: p.display().to_string(),
+        })
+        .collect()
+}
+
+fn run_with(variant: Variant, jobs: usize, cases: u64, generated: u64) -> Report {
+    let cfg = RunConfig {
+        mode: Mode::Controlled,
+        seed: 4242,
+        cases,
+        // Generous: the counts, not the clock, end these runs.
+        budget: Duration::from_secs(600),
+        case_dir: None,
+        hang_bound: Duration::from_secs(1),
+        jobs,
+    };
+    let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(variant));
+    let plan = GenPlan::new(generated);
+    run::run_with_generated(target, &sources(), &cfg, Some(&plan), &|_, _| {})
+        .expect("run")
+        .0
+}
+
+#[test]
+fn fdmutex_parallel_and_sequential_runs_agree() {
+    let _alone = alone();
+    let seq = run_with(Variant::FdMutex, 1, 6, 120);
+    let par = run_with(Variant::FdMutex, 4, 6, 120);
+    let shape = |r: &Report| -> Vec<(String, u64, bool)> {
+        r.scenarios
+            .iter()
+            .map(|s| (s.name.clone(), s.cases, s.violations.is_empty()))
+            .collect()
+    };
+    let found = |r: &Report| -> Vec<String> {
+        r.violations()
+            .map(|(s, v)| format!("{}: {} {}", s.name, v.kind, v.message))
+            .collect()
+    };
+    assert_eq!(
+        shape(&seq),
+        shape(&par),
+        "same cases, same verdicts; sequential found {:?}, parallel found {:?}",
+        found(&seq),
+        found(&par)
+    );
+    for r in [&seq, &par] {
+        assert!(
+            !run::caught(r),
+            "fdmutex must be clean: {:?}",
+            run::kinds_found(r)
+        );
+    }
+    // Every case ran: 6 per file and 120 generated.
+    let total: u64 = par.scenarios.iter().map(|s| s.cases).sum();
+    assert_eq!(total, 6 * (par.scenarios.len() as u64 - 1) + 120);
+}
+
+#[test]
+fn historical_variant_caught_in_parallel_as_sequentially() {
+    let _alone = alone();
+    for jobs in [1, 4] {
+        let r = run_with(Variant::NaiveClose, jobs, 4, 40);
+        assert!(run::caught(&r), "naive-close escaped with jobs={jobs}");
+    }
+}
+
+/// What a replay must repeat: that it fails (the decisions it took are
+/// shown when it does not).
+fn interleaving(o: &exec::CaseOutcome) -> (bool, Vec<usize>) {
+    (!o.found.is_empty(), o.schedule.clone())
+}
+
+#[test]
+fn saved_case_replays_exactly_alone_and_beside_others() {
+    let _alone = alone();
+    // A minimal failing case with its schedule, as `harness run` saves it.
+    let naive: Arc<dyn Target> = Arc::new(NetfdTarget::new(Variant::NaiveClose));
+    let mut cfg = GenConfig::new(Mode::Controlled, 7, 400);
+    cfg.hang_bound = Duration::from_millis(300);
+    cfg.max_shrink_time = Duration::from_secs(15);
+    cfg.confirm = 2;
+    let failure = gen::run_generated(naive.clone(), &cfg, &|_| {})
+        .expect("generated run")
+        .failure
+        .expect("naive-close fails within 400 generated cases");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let saved = run::minimal_scenario(&failure, "naive-close", 7);
+    let path =
+        run::save_case(dir.path(), &saved, failure.case, &failure.replay_schedule()).expect("save");
+    let case: Scenario = scenario::load_file(&path).expect("load saved case");
+    let replay = |i: u64| {
+        let mut cc = CaseConfig::new(Mode::Controlled, i);
+        cc.hang_bound = Duration::from_millis(300);
+        cc.schedule = case.schedule.clone().unwrap_or_default();
+        exec::run_case(naive.clone(), &case, &cc).expect("replay")
+    };
+    let expected = interleaving(&replay(0));
+    assert!(expected.0, "the saved case fails on replay");
+    // Alone: 100 of 100.
+    for i in 1..=100 {
+        let got = interleaving(&replay(i));
+        assert!(
+            got.0,
+            "replay {i} alone did not fail: {got:?}, first {expected:?}"
+        );
+    }
+    // Beside others: every fourth job is the saved case, the rest fdmutex
+    // generated cases (not judged: the saved case's stale calls may land on
+    // their sockets).
+    let fdmutex: Arc<dyn Target> = Arc::new(NetfdTarget::new(Variant::FdMutex));
+    let neighbours = GenConfig::new(Mode::Controlled, 99, 1);
+    let job = |k: usize| -> Option<(bool, Vec<usize>)> {
+        if k % 4 == 0 {
+            return Some(interleaving(&replay(k as u64)));
+        }
+        let drawn = draw(k as u64);
+        gen::run_one_case(&fdmutex, &neighbours, &drawn).expect("neighbour");
+        None
+    };
+    let results = parallel::run_ordered(4, 160, &|_| true, &job, &|_| false);
+    assert_eq!(results.len(), 160);
+    let replays: Vec<_> = results.into_iter().flatten().collect();
+    assert_eq!(replays.len(), 40);
+    // Known limit, seen on a loaded 2-core machine: one replay beside other
+    // cases in about 240 (six runs of this test) did not reproduce, where
+    // alone none missed; the tolerance is one miss in 40, not more.
+    let missed: Vec<_> = replays.iter().filter(|got| !got.0).collect();
+    assert!(
+        missed.len() <= 1,
+        "{} of 40 replays beside other cases did not fail: {missed:?}, alone {expected:?}",
+        missed.len()
+    );
+}
+
+fn draw(i: u64) -> gen::GenCase {
+    use proptest::strategy::{Strategy, ValueTree};
+    let cfg = GenConfig::new(Mode::Controlled, 99, 1);
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+        gen::proptest_config(&cfg),
+        gen::case_rng(99, i),
+    );
+    gen::case_strategy(gen::Bounds::default())
+        .new_tree(&mut runner)
+        .expect("draw")
+        .current()
+}
