@@ -133,6 +133,11 @@ pub trait Target: Send + Sync {
     fn dial(&self, addr: &Addr) -> io::Result<Box<dyn Conn>>;
     /// A datagram socket bound to `local` whose writes go to `peer`.
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>>;
+    /// The wait path of this target's sockets, for the report; `None` (the
+    /// default) for a target that has no such choice.
+    fn wait_path(&self) -> Option<netfd::WaitPath> {
+        None
+    }
 }
 
 /// A listening socket under test.
@@ -166,9 +171,18 @@ pub struct NetfdTarget {
 }
 
 impl NetfdTarget {
+    /// `variant` on the wait path it was designed with.
     pub fn new(variant: Variant) -> NetfdTarget {
         NetfdTarget {
             options: Options::for_variant(variant),
+        }
+    }
+
+    /// `variant` on wait path `wait` (`None`: its usual one).
+    pub fn with_wait(variant: Variant, wait: Option<netfd::WaitPath>) -> NetfdTarget {
+        let options = Options::for_variant(variant);
+        NetfdTarget {
+            options: wait.map_or(options, |w| options.with_wait(w)),
         }
     }
 }
@@ -295,5 +309,8 @@ impl Target for NetfdTarget {
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
         let s = netfd::UdpSocket::bind_with(local, self.options)?;
         Ok(Box::new(NetfdConn::Udp(s, peer)))
+    }
+    fn wait_path(&self) -> Option<netfd::WaitPath> {
+        Some(self.options.wait)
     }
 }

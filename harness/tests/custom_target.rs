@@ -198,6 +198,7 @@ fn run_against(guarded: bool, mode: Mode) -> harness::report::Report {
         budget: Duration::from_secs(8),
         case_dir: Some(reports.path().join("cases")),
         hang_bound: Duration::from_millis(500),
+        shard: None,
     };
     let target: Arc<dyn Target> = Arc::new(AtomicFdTarget { guarded });
     let sources = [Source {

@@ -50,6 +50,7 @@ fn run_and_write(
         budget: Duration::from_secs(4),
         case_dir: Some(dir.join(format!("cases-{}", target.name().replace(':', "_")))),
         hang_bound: Duration::from_millis(300),
+        shard: None,
     };
     let report = run::run(target, sources, &cfg, &|_, _| {}).expect("run");
     let path = report.write_atomic(dir).expect("write");
