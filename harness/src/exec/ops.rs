@@ -1,0 +1,308 @@
+//! Running a case's threads: each worker runs its scenario thread's ops in
+//! order, under the case's probe, which feeds the ledger and hands sync
+//! points to the controlled scheduler (or jitters them in free mode).
+
+use super::judge::{check_bytes, check_drained, judge_error, judge_listener_error, record};
+use super::setup::loopback;
+use super::{conn_of, listener_of, thread_name, Case, DeadlineSet, Found, Rng};
+use crate::report::{Mode, ViolationKind};
+use crate::scenario::Op;
+use crate::target::{Conn, Listener};
+use netfd::probe::{self, OwnerId, Probe, SyncPoint, SysResult, Syscall};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Thread index the ledger records for the harness's own calls.
+pub(super) const HARNESS_THREAD: usize = usize::MAX;
+
+/// The probe installed on each thread of a case.
+pub(super) struct CaseProbe {
+    pub(super) case: Arc<Case>,
+    pub(super) thread: usize,
+    pub(super) jitter: Mutex<Rng>,
+}
+
+impl CaseProbe {
+    fn touch(&self) {
+        let ms = self.case.epoch.elapsed().as_micros() as u64;
+        self.case.last_event.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl Probe for CaseProbe {
+    fn before_syscall(&self, call: &Syscall) {
+        self.touch();
+        self.case.ledger.before_syscall(self.thread, call);
+    }
+
+    fn after_syscall(&self, call: &Syscall, result: SysResult) {
+        self.touch();
+        self.case.ledger.after_syscall(self.thread, call, result);
+    }
+
+    fn sync_point(&self, point: SyncPoint, owner: OwnerId) {
+        self.touch();
+        self.case
+            .ledger
+            .note(self.thread, owner, point.name(), None);
+        if self.thread == HARNESS_THREAD {
+            return;
+        }
+        let parked = &self.case.parked[self.thread];
+        match point {
+            SyncPoint::BeforePark => parked.store(true, Ordering::Release),
+            SyncPoint::AfterWake => parked.store(false, Ordering::Release),
+            _ => {}
+        }
+        match self.case.mode {
+            Mode::Controlled => match point {
+                SyncPoint::BeforePark => self.case.sched.park(self.thread),
+                SyncPoint::AfterWake => self.case.sched.unpark(self.thread),
+                _ => self.case.sched.switch(self.thread),
+            },
+            Mode::Free => {
+                let r = self
+                    .jitter
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .below(100);
+                match r {
+                    0..=49 => {}
+                    50..=84 => std::thread::yield_now(),
+                    _ => std::thread::sleep(Duration::from_micros(r - 80)),
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
+    let probe: Arc<dyn Probe> = Arc::new(CaseProbe {
+        case: case.clone(),
+        thread: me,
+        jitter: Mutex::new(Rng::new(seed)),
+    });
+    let _guard = probe::install(probe);
+    if case.mode == Mode::Controlled {
+        case.sched.arrive(me);
+    }
+    let ops = case.scenario.threads[me].ops.clone();
+    for (i, op) in ops.iter().enumerate() {
+        if case.mode == Mode::Controlled {
+            case.sched.switch(me);
+        }
+        *case.current_op[me]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((i, Instant::now()));
+        case.ledger
+            .note(me, OwnerId::NONE, format!("op {op}"), None);
+        run_op(&case, me, op);
+        let now = case.epoch.elapsed().as_micros() as u64;
+        case.last_op_end.store(now, Ordering::Relaxed);
+        *case.current_op[me]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+    if case.mode == Mode::Controlled {
+        case.sched.done(me);
+    }
+    case.done[me].store(true, Ordering::Release);
+    case.finished.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The op's outcome, judged.
+pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
+    let started = Instant::now();
+    match *op {
+        Op::Read { conn, bytes } | Op::ReadFrom { conn, bytes } => {
+            let Some(c) = conn_of(case, conn) else { return };
+            let mut buf = vec![0u8; bytes.max(1)];
+            let r = c.read(&mut buf);
+            match r {
+                Ok(n) => check_bytes(case, me, op, conn, c.owner(), &buf[..n]),
+                Err(e) => judge_error(case, me, op, conn, c.owner(), Some((0, started)), &e),
+            }
+        }
+        Op::Write { conn, bytes } | Op::WriteTo { conn, bytes } => {
+            let Some(c) = conn_of(case, conn) else { return };
+            let buf = vec![case.tags.sent_by_local(conn); bytes.max(1)];
+            if let Err(e) = c.write(&buf) {
+                judge_error(case, me, op, conn, c.owner(), Some((1, started)), &e);
+            }
+        }
+        Op::Close { conn } => {
+            let Some(c) = conn_of(case, conn) else { return };
+            case.conns[conn].closed.store(true, Ordering::Release);
+            if let Err(e) = c.close() {
+                judge_error(case, me, op, conn, c.owner(), None, &e);
+            }
+        }
+        Op::CloseListener { listener } => {
+            let slot = &case.listeners()[listener];
+            // The listener and the rebind generation it belongs to, together.
+            let (l, generation) = {
+                let g = slot.listener.lock().unwrap_or_else(|e| e.into_inner());
+                (g.clone(), slot.generation.load(Ordering::Acquire))
+            };
+            let Some(l) = l else { return };
+            slot.closed.store(true, Ordering::Release);
+            match l.close() {
+                Ok(()) => {
+                    *slot.closed_ok_by.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((me, generation))
+                }
+                Err(e) => judge_listener_error(case, me, op, l.owner(), &e),
+            }
+        }
+        Op::Rebind { listener } => {
+            let slot = &case.listeners()[listener];
+            // Rebinds of one listener are serialised, so one that finds the
+            // port taken sees the generation of any rebind that took it.
+            let _serial = slot.rebinding.lock().unwrap_or_else(|e| e.into_inner());
+            match case.target.listen(&slot.addr) {
+                Ok(l) => {
+                    let l: Arc<dyn Listener> = Arc::from(l);
+                    slot.closed.store(false, Ordering::Release);
+                    {
+                        let mut g = slot.listener.lock().unwrap_or_else(|e| e.into_inner());
+                        *g = Some(l.clone());
+                        slot.generation.fetch_add(1, Ordering::AcqRel);
+                    }
+                    if case.tearing_down.load(Ordering::SeqCst) {
+                        slot.closed.store(true, Ordering::Release);
+                        let _ = l.close();
+                    }
+                }
+                // Only a Close that succeeded, on this thread, of the
+                // listener that still held the port, promises it is free.
+                Err(e)
+                    if e.kind() == io::ErrorKind::AddrInUse
+                        && *slot.closed_ok_by.lock().unwrap_or_else(|e| e.into_inner())
+                            == Some((me, slot.generation.load(Ordering::Acquire))) =>
+                {
+                    let owner = listener_of(case, listener).map_or(0, |l| l.owner().0);
+                    record(case, Found {
+                        kind: ViolationKind::Leak,
+                        fd: -1,
+                        owner,
+                        holder: None,
+                        op: op.to_string(),
+                        thread: thread_name(case, me),
+                        message: format!("listening again on {} failed: address in use: Close returned before the descriptor was released", slot.addr),
+                        evidence: None,
+                        trace: case.ledger.trace(case.ledger.event_count().saturating_sub(1), &case.thread_names),
+                    });
+                }
+                Err(_) => {}
+            }
+        }
+        Op::Accept { listener, conn } => {
+            let Some(l) = listener_of(case, listener) else {
+                return;
+            };
+            match l.accept() {
+                Ok(c) => install_conn(case, conn, c),
+                Err(e) => judge_listener_error(case, me, op, l.owner(), &e),
+            }
+        }
+        Op::Dial { listener, conn } => {
+            let addr = case.listeners()[listener].addr.clone();
+            if let Ok(c) = case.target.dial(&addr) {
+                install_conn(case, conn, c);
+            }
+        }
+        Op::SetDeadline { conn, dir, in_ms } => {
+            let Some(c) = conn_of(case, conn) else { return };
+            let now = Instant::now();
+            let at = in_ms.map(|ms| {
+                if ms <= 0 {
+                    now.checked_sub(Duration::from_millis(ms.unsigned_abs()))
+                        .unwrap_or(now)
+                } else {
+                    now + Duration::from_millis(ms as u64)
+                }
+            });
+            let dirs = [dir.includes_read(), dir.includes_write()];
+            let mut at_index = [0usize; 2];
+            {
+                let mut d = case.conns[conn]
+                    .deadlines
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                for k in (0..2).filter(|&k| dirs[k]) {
+                    at_index[k] = d[k].len();
+                    d[k].push(DeadlineSet {
+                        start: now,
+                        end: None,
+                        at,
+                    });
+                }
+            }
+            let r = c.set_deadline(dir, at);
+            {
+                let end = Instant::now();
+                let mut d = case.conns[conn]
+                    .deadlines
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                for k in (0..2).filter(|&k| dirs[k]) {
+                    d[k][at_index[k]].end = Some(end);
+                }
+            }
+            if let Err(e) = r {
+                judge_error(case, me, op, conn, c.owner(), None, &e);
+            }
+        }
+        Op::Open { count } => {
+            let ip = loopback(case.scenario.transport);
+            let any = SocketAddr::new(ip, 0);
+            let opened: Vec<Box<dyn Conn>> = (0..count)
+                .filter_map(|_| case.target.bind_datagram(any, SocketAddr::new(ip, 9)).ok())
+                .collect();
+            for c in opened {
+                let _ = c.close();
+            }
+        }
+        Op::Sleep { ms } => {
+            if case.mode == Mode::Free {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+        }
+        Op::Yield {} => std::thread::yield_now(),
+        Op::PeerWrite { conn, bytes } => {
+            let peer = case.conns[conn]
+                .peer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = peer.as_ref() {
+                let _ = p.send(&vec![case.tags.sent_to_local(conn); bytes.max(1)]);
+            }
+        }
+        Op::PeerClose { conn } => {
+            let slot = &case.conns[conn];
+            let peer = slot.peer.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(p) = peer {
+                check_drained(case, conn, &p);
+                slot.peer_closed.store(true, Ordering::Release);
+                drop(p);
+            }
+        }
+    }
+}
+
+/// Put a dialled or accepted connection in its slot (closing it at once if
+/// the teardown sweep may have passed the slot).
+pub(super) fn install_conn(case: &Case, conn: usize, c: Box<dyn Conn>) {
+    let c: Arc<dyn Conn> = Arc::from(c);
+    *case.conns[conn]
+        .conn
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+    if case.tearing_down.load(Ordering::SeqCst) {
+        case.conns[conn].closed.store(true, Ordering::Release);
+        let _ = c.close();
+    }
+}

@@ -1,0 +1,191 @@
+//! Setting a case up: the listeners and connected pairs the scenario names,
+//! the peer ends the harness owns, and the byte tags that mark every
+//! payload with the connection it belongs to.
+
+use super::{Case, ListenerSlot, SetupError};
+use crate::scenario::{Scenario, Transport};
+use crate::target::{Addr, Conn};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+
+/// The byte every payload of one (connection, direction) is made of. Values
+/// are distinct within a case and shifted by the seed across cases, so a
+/// byte read on the wrong connection names the connection it came from.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Tags {
+    pub(super) base: u8,
+}
+
+impl Tags {
+    /// Bytes the peer sends to local end `conn`.
+    pub(super) fn sent_to_local(self, conn: usize) -> u8 {
+        self.byte(2 * conn)
+    }
+    /// Bytes local end `conn` sends.
+    pub(super) fn sent_by_local(self, conn: usize) -> u8 {
+        self.byte(2 * conn + 1)
+    }
+    fn byte(self, k: usize) -> u8 {
+        ((usize::from(self.base) + k) % 255 + 1) as u8
+    }
+    /// Which (conn, direction) a byte stands for.
+    pub(super) fn decode(self, b: u8, conns: usize) -> Option<(usize, bool)> {
+        (0..2 * conns)
+            .find(|&k| self.byte(k) == b)
+            .map(|k| (k / 2, k % 2 == 0))
+    }
+}
+
+pub(super) enum Peer {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+    Udp(std::net::UdpSocket, SocketAddr),
+}
+
+impl Peer {
+    pub(super) fn send(&self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Peer::Tcp(s) => (&*s).write_all(buf),
+            Peer::Unix(s) => (&*s).write_all(buf),
+            Peer::Udp(s, to) => s.send_to(buf, to).map(drop),
+        }
+    }
+    /// Everything the local end sent that is waiting here.
+    pub(super) fn drain(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        let _ = self.set_nonblocking(true);
+        loop {
+            let r = match self {
+                Peer::Tcp(s) => (&*s).read(&mut buf),
+                Peer::Unix(s) => (&*s).read(&mut buf),
+                Peer::Udp(s, _) => s.recv(&mut buf),
+            };
+            match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            if out.len() > 64 << 20 {
+                break;
+            }
+        }
+        out
+    }
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Peer::Tcp(s) => s.set_nonblocking(on),
+            Peer::Unix(s) => s.set_nonblocking(on),
+            Peer::Udp(s, _) => s.set_nonblocking(on),
+        }
+    }
+}
+
+pub(super) fn loopback(transport: Transport) -> IpAddr {
+    match transport {
+        Transport::Tcp6 | Transport::Udp6 => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+    }
+}
+
+pub(super) fn setup_err(what: &str, e: impl std::fmt::Display) -> SetupError {
+    SetupError(format!("case setup: {what}: {e}"))
+}
+
+pub(super) fn setup_listeners(
+    case: &Case,
+    scenario: &Scenario,
+    ip: IpAddr,
+    dir: Option<&std::path::Path>,
+) -> Result<Vec<ListenerSlot>, SetupError> {
+    (0..scenario.listeners)
+        .map(|i| {
+            let addr = match dir {
+                Some(d) => Addr::Unix(d.join(format!("l{i}.sock"))),
+                None => Addr::Inet(SocketAddr::new(ip, 0)),
+            };
+            let l = case
+                .target
+                .listen(&addr)
+                .map_err(|e| setup_err(&format!("listen on {addr}"), e))?;
+            let addr = l
+                .local_addr()
+                .map_err(|e| setup_err("listener address", e))?;
+            Ok(ListenerSlot {
+                listener: Mutex::new(Some(Arc::from(l))),
+                addr,
+                closed: AtomicBool::new(false),
+                closed_ok_by: Mutex::new(None),
+                generation: AtomicU64::new(0),
+                rebinding: Mutex::new(()),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn setup_connections(
+    case: &Case,
+    scenario: &Scenario,
+    ip: IpAddr,
+    dir: Option<&std::path::Path>,
+) -> Result<(), SetupError> {
+    if scenario.connections == 0 {
+        return Ok(());
+    }
+    match scenario.transport {
+        Transport::Tcp4 | Transport::Tcp6 => {
+            let helper = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+                .map_err(|e| setup_err("helper listener", e))?;
+            let addr = helper
+                .local_addr()
+                .map_err(|e| setup_err("helper address", e))?;
+            for i in 0..scenario.connections {
+                let conn = case
+                    .target
+                    .dial(&Addr::Inet(addr))
+                    .map_err(|e| setup_err("dial", e))?;
+                let (peer, _) = helper.accept().map_err(|e| setup_err("accept", e))?;
+                fill(case, i, conn, Peer::Tcp(peer));
+            }
+        }
+        Transport::Unix => {
+            let path = dir
+                .ok_or_else(|| SetupError("no temp dir".into()))?
+                .join("peer.sock");
+            let helper = std::os::unix::net::UnixListener::bind(&path)
+                .map_err(|e| setup_err("helper listener", e))?;
+            for i in 0..scenario.connections {
+                let conn = case
+                    .target
+                    .dial(&Addr::Unix(path.clone()))
+                    .map_err(|e| setup_err("dial", e))?;
+                let (peer, _) = helper.accept().map_err(|e| setup_err("accept", e))?;
+                fill(case, i, conn, Peer::Unix(peer));
+            }
+        }
+        Transport::Udp4 | Transport::Udp6 => {
+            for i in 0..scenario.connections {
+                let peer = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+                    .map_err(|e| setup_err("peer socket", e))?;
+                let peer_addr = peer
+                    .local_addr()
+                    .map_err(|e| setup_err("peer address", e))?;
+                let conn = case
+                    .target
+                    .bind_datagram(SocketAddr::new(ip, 0), peer_addr)
+                    .map_err(|e| setup_err("bind datagram", e))?;
+                let local = conn.local_addr().ok().flatten().ok_or_else(|| {
+                    SetupError("case setup: datagram socket has no address".into())
+                })?;
+                fill(case, i, conn, Peer::Udp(peer, local));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn fill(case: &Case, i: usize, conn: Box<dyn Conn>, peer: Peer) {
+    *case.conns[i].conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(conn));
+    *case.conns[i].peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer);
+}
