@@ -292,15 +292,7 @@ pub fn run_scenario(
         let outcome = exec::run_case(target.clone(), &src.scenario, &cc)
             .map_err(|e| RunError(format!("{}: {e}", src.file)))?;
         sr.cases += 1;
-        absorb(
-            &mut sr,
-            src,
-            cfg,
-            &*target,
-            case,
-            seed,
-            outcome.clone(),
-        )?;
+        absorb(&mut sr, src, cfg, &*target, case, seed, outcome.clone())?;
         progress(&src.scenario.name, case);
         if outcome.hung {
             break;

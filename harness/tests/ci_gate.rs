@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use harness::report::verdict::{self, Input, Problem};
 use harness::report::{
-    schema, time, Event, Mode, Report, ScenarioReport, ShardRef, Violation, ViolationKind,
-    WaitPath,
+    schema, time, Event, Mode, Report, ScenarioReport, ShardRef, Violation, ViolationKind, WaitPath,
 };
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
@@ -360,7 +359,11 @@ fn fdmutex_must_be_checked_on_both_wait_paths() {
     // A violation on the server path is judged like any other, and the
     // table names the path.
     let mut m = matrix(None);
-    m[1] = report("fdmutex", 1_700_000_002_000, Some((ViolationKind::FdReuse, 0)));
+    m[1] = report(
+        "fdmutex",
+        1_700_000_002_000,
+        Some((ViolationKind::FdReuse, 0)),
+    );
     m[1].wait = Some(WaitPath::Server);
     let v = verdict::judge(&inputs(&m), &[]).expect("judge");
     assert!(
@@ -368,7 +371,11 @@ fn fdmutex_must_be_checked_on_both_wait_paths() {
         "{:?}",
         v.problems
     );
-    assert!(v.details().contains("fdmutex            server"), "{}", v.details());
+    assert!(
+        v.details().contains("fdmutex            server"),
+        "{}",
+        v.details()
+    );
 }
 
 #[test]
@@ -382,7 +389,11 @@ fn sharded_run_reports_must_be_complete() {
         }
         r
     };
-    let all = [shard(1, 1_700_000_000_000), shard(2, 1_700_000_001_000), shard(3, 1_700_000_002_000)];
+    let all = [
+        shard(1, 1_700_000_000_000),
+        shard(2, 1_700_000_001_000),
+        shard(3, 1_700_000_002_000),
+    ];
     let v = verdict::judge(&[], &inputs(&all)).expect("judge");
     assert!(v.passed(), "{:?}", v.problems);
     assert_eq!(v.rows.len(), 1, "the three shards are judged as one run");
@@ -393,12 +404,24 @@ fn sharded_run_reports_must_be_complete() {
         "{:?}",
         v.problems
     );
-    assert!(v.reason().contains("incomplete: shard 2/3 missing"), "{}", v.reason());
+    assert!(
+        v.reason().contains("incomplete: shard 2/3 missing"),
+        "{}",
+        v.reason()
+    );
 
     // A shard given twice is bad input, not a verdict.
-    let twice = [all[0].clone(), all[1].clone(), all[1].clone(), all[2].clone()];
+    let twice = [
+        all[0].clone(),
+        all[1].clone(),
+        all[1].clone(),
+        all[2].clone(),
+    ];
     let e = verdict::judge(&[], &inputs(&twice)).expect_err("duplicate");
-    assert!(e.contains("shard 2/3 of fdmutex controlled direct is given twice"), "{e}");
+    assert!(
+        e.contains("shard 2/3 of fdmutex controlled direct is given twice"),
+        "{e}"
+    );
 }
 
 #[test]

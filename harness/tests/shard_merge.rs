@@ -296,7 +296,11 @@ fn shards_record_themselves_and_a_missing_or_repeated_shard_is_refused() {
     for (i, r) in reports.iter().enumerate() {
         let s = r.shard.expect("a shard report names its shard");
         assert_eq!((s.index, s.count), (i as u32 + 1, 3));
-        assert_eq!(r.wait.map(|w| w.name()), Some("server"), "naive-close's usual path");
+        assert_eq!(
+            r.wait.map(|w| w.name()),
+            Some("server"),
+            "naive-close's usual path"
+        );
     }
     let files: Vec<PathBuf> = (1..=3)
         .map(|i| json_files(&tmp.path().join(format!("s{i}"))).remove(0))
@@ -312,13 +316,20 @@ fn shards_record_themselves_and_a_missing_or_repeated_shard_is_refused() {
         err.contains("cannot merge naive-close controlled server: shard 2/3 missing"),
         "{err}"
     );
-    assert!(json_files(&out_dir).is_empty(), "a refused merge wrote a report");
+    assert!(
+        json_files(&out_dir).is_empty(),
+        "a refused merge wrote a report"
+    );
 
     // The same shard from a second run (another file, same seed): refused.
     let again = run(&tmp.path().join("again"), Some("2/3"), 0);
     assert_eq!(again.shard, reports[1].shard);
     let again_file = json_files(&tmp.path().join("again")).remove(0);
-    let out = merge(&[&files[0], &files[1], &again_file, &files[2]], &out_dir, &[]);
+    let out = merge(
+        &[&files[0], &files[1], &again_file, &files[2]],
+        &out_dir,
+        &[],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -403,7 +414,15 @@ fn reports_are_readable_and_name_scenarios_relative_to_the_working_directory() {
     // umask does not fail the test).
     let plain = tmp.path().join("plain");
     std::fs::File::create(&plain).expect("create");
-    let expect = std::fs::metadata(&plain).expect("stat").permissions().mode() & 0o777;
-    let mode = std::fs::metadata(&files[0]).expect("stat").permissions().mode() & 0o777;
+    let expect = std::fs::metadata(&plain)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    let mode = std::fs::metadata(&files[0])
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, expect, "report mode {mode:o}");
 }

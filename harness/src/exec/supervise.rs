@@ -45,10 +45,17 @@ pub(super) fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
     while !all_done() && Instant::now() < phase1_limit {
         // A parked op whose deadline is near must be left to time out:
         // closing it first would never exercise deadline expiry.
-        if all_blocked() && quiet_for(Duration::from_millis(2)) && !deadline_pending(case, bound) {
+        // Nor one whose deadline just passed: it must come back by itself
+        // within the late-deadline tolerance (see `deadline.rs`).
+        let overdue = super::deadline::overdue_op_running(case);
+        if all_blocked()
+            && quiet_for(Duration::from_millis(2))
+            && !deadline_pending(case, bound)
+            && !overdue
+        {
             break;
         }
-        if quiet_for(STUCK_QUIET) || stuck_for(bound) {
+        if (quiet_for(STUCK_QUIET) && !overdue) || stuck_for(bound) {
             break;
         }
         std::thread::sleep(Duration::from_micros(200));
@@ -148,6 +155,8 @@ pub(super) fn close_all(case: &Case) {
     for c in &case.conns {
         let x = c.conn.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(x) = x {
+            // Not `mark_closed`: teardown's Close does not excuse an op
+            // that overstayed its deadline (deadline.rs).
             c.closed.store(true, Ordering::Release);
             let _ = x.close();
         }

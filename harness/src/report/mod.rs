@@ -272,6 +272,9 @@ pub struct Assertions {
     pub closed_error: Assertion,
     pub no_crosstalk: Assertion,
     pub no_early_deadline: Assertion,
+    /// Absent from reports written before the rule existed.
+    #[serde(default)]
+    pub no_late_deadline: Assertion,
 }
 
 impl Assertions {
@@ -287,6 +290,7 @@ impl Assertions {
             ViolationKind::BadError => &self.closed_error,
             ViolationKind::Crosstalk => &self.no_crosstalk,
             ViolationKind::EarlyDeadline => &self.no_early_deadline,
+            ViolationKind::LateDeadline => &self.no_late_deadline,
         }
     }
 
@@ -302,6 +306,7 @@ impl Assertions {
             ViolationKind::BadError => &mut self.closed_error,
             ViolationKind::Crosstalk => &mut self.no_crosstalk,
             ViolationKind::EarlyDeadline => &mut self.no_early_deadline,
+            ViolationKind::LateDeadline => &mut self.no_late_deadline,
         }
     }
 
@@ -347,10 +352,13 @@ pub enum ViolationKind {
     Crosstalk,
     /// A deadline fired before it was due.
     EarlyDeadline,
+    /// An operation parked when its deadline passed did not return within
+    /// the tolerance of it, and no Close or readiness came first.
+    LateDeadline,
 }
 
 impl ViolationKind {
-    pub const ALL: [ViolationKind; 9] = [
+    pub const ALL: [ViolationKind; 10] = [
         ViolationKind::FdReuse,
         ViolationKind::UseAfterClose,
         ViolationKind::CloseInFlight,
@@ -360,6 +368,7 @@ impl ViolationKind {
         ViolationKind::BadError,
         ViolationKind::Crosstalk,
         ViolationKind::EarlyDeadline,
+        ViolationKind::LateDeadline,
     ];
 
     /// The `kind` string.
@@ -374,6 +383,7 @@ impl ViolationKind {
             ViolationKind::BadError => "bad_error",
             ViolationKind::Crosstalk => "crosstalk",
             ViolationKind::EarlyDeadline => "early_deadline",
+            ViolationKind::LateDeadline => "late_deadline",
         }
     }
 
@@ -394,6 +404,7 @@ impl ViolationKind {
             ViolationKind::BadError => "closed_error",
             ViolationKind::Crosstalk => "no_crosstalk",
             ViolationKind::EarlyDeadline => "no_early_deadline",
+            ViolationKind::LateDeadline => "no_late_deadline",
         }
     }
 }

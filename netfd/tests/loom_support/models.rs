@@ -363,9 +363,9 @@ pub fn two_writers_hand_off_then_close<S: Sock>(path: WaitPath) {
     for (what, w) in [("first write", w1), ("second write", w2)] {
         match w.join().unwrap() {
             Ok(1) => {}
-            other => panic!(
-                "netfd-loom: {what} of two on one side returned {other:?}; expected 1 byte"
-            ),
+            other => {
+                panic!("netfd-loom: {what} of two on one side returned {other:?}; expected 1 byte")
+            }
         }
     }
     close(&*s, fd).expect("close");
