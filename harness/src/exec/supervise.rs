@@ -55,7 +55,7 @@ pub(super) fn supervise(case: &Arc<Case>, bound: Duration) -> HashSet<usize> {
         {
             break;
         }
-        if (quiet_for(STUCK_QUIET) && !overdue) || stuck_for(bound) {
+        if !overdue && (quiet_for(STUCK_QUIET) || stuck_for(bound)) {
             break;
         }
         std::thread::sleep(Duration::from_micros(200));
