@@ -97,15 +97,12 @@ fn due(case: &Case, conn: usize, dir: usize, start: Instant, end: Instant) -> Op
             .filter(|s| installed.is_none_or(|t| s.start >= t))
             .collect();
         // The last set that completed before the op returned...
-        let Some((i, last)) = sets
+        let (i, last) = sets
             .iter()
             .enumerate()
             .filter(|(_, s)| s.end.is_some_and(|e| e <= end))
             .map(|(i, s)| (i, *s))
-            .max_by_key(|(_, s)| s.end)
-        else {
-            return None;
-        };
+            .max_by_key(|(_, s)| s.end)?;
         // ...with no other overlapping it or begun after it before the op
         // returned (either could be the one in force).
         let raced = sets
