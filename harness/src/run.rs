@@ -15,7 +15,7 @@
 
 use crate::exec::{self, case_seed, parallel, CaseConfig, CaseOutcome};
 use crate::gen::{self, GenConfig, GenFailure};
-use crate::report::{self, Mode, Report, ScenarioReport, Violation, ViolationKind};
+use crate::report::{self, Mode, Report, ScenarioReport, ShardRef, Violation, ViolationKind};
 use crate::scenario::Scenario;
 use crate::target::Target;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,24 @@ pub struct RunConfig {
     /// Cases run at once (0: sized to the machine, see
     /// [`parallel::jobs`]); 1 runs them one after another.
     pub jobs: usize,
+    /// The share of a sharded run this is (recorded in the report).
+    pub shard: Option<ShardRef>,
+}
+
+/// The flags a replay command needs beyond `--variant` to run the case the
+/// way the run did: `--wait` when the target's wait path is not its
+/// variant's usual one, `--mode free` in free mode.
+pub fn replay_flags(target: &dyn Target, mode: Mode) -> String {
+    let mut flags = String::new();
+    if let (Some(w), Ok(v)) = (target.wait_path(), target.name().parse::<netfd::Variant>()) {
+        if netfd::Options::for_variant(v).wait != w {
+            flags.push_str(&format!(" --wait {}", w.name()));
+        }
+    }
+    if mode == Mode::Free {
+        flags.push_str(" --mode free");
+    }
+    flags
 }
 
 /// Called after every case (for progress display).
@@ -127,6 +145,8 @@ pub fn run_with_generated(
 ) -> Result<(Report, Option<GeneratedFailure>), RunError> {
     let started = Instant::now();
     let mut report = Report::new(target.name(), cfg.mode, cfg.seed);
+    report.wait = target.wait_path().map(Into::into);
+    report.shard = cfg.shard;
     let n = (sources.len() + usize::from(plan.is_some())).max(1) as u32;
     for (i, src) in sources.iter().enumerate() {
         // Each scenario gets an equal share of what is left of the budget.
@@ -172,7 +192,7 @@ pub fn run_generated_family(
         jobs: cfg.jobs,
     };
     let on_case = |i: u64| progress(GENERATED, i);
-    let run = gen::run_generated(target, &gc, &on_case)
+    let run = gen::run_generated(target.clone(), &gc, &on_case)
         .map_err(|e| RunError(format!("{GENERATED}: {e}")))?;
     let mut sr = ScenarioReport::new(GENERATED, GENERATED);
     sr.cases = run.stats.cases;
@@ -184,10 +204,7 @@ pub fn run_generated_family(
         return Ok((sr, None));
     };
     let schedule = f.replay_schedule();
-    let mode_flag = match cfg.mode {
-        Mode::Controlled => String::new(),
-        Mode::Free => " --mode free".to_owned(),
-    };
+    let mode_flag = replay_flags(&*target, cfg.mode);
     let (file, replay) = match &cfg.case_dir {
         Some(dir) => {
             let saved = minimal_scenario(&f, &variant, cfg.seed);
@@ -306,7 +323,7 @@ pub fn run_scenario(
             &mut sr,
             src,
             cfg,
-            &target.name(),
+            &*target,
             case as u64,
             seed_of(case),
             outcome,
@@ -320,11 +337,13 @@ fn absorb(
     sr: &mut ScenarioReport,
     src: &Source,
     cfg: &RunConfig,
-    variant: &str,
+    target: &dyn Target,
     case: u64,
     seed: u64,
     outcome: CaseOutcome,
 ) -> Result<(), RunError> {
+    let variant = &target.name();
+    let flags = replay_flags(target, cfg.mode);
     sr.syscalls_checked += outcome.syscalls_checked;
     for (kind, n) in &outcome.checks {
         sr.record_checks(*kind, *n);
@@ -335,10 +354,10 @@ fn absorb(
     let replay = match &cfg.case_dir {
         Some(dir) => {
             let path = save_case(dir, &src.scenario, case, &outcome.schedule)?;
-            report::replay_command(&path, variant)
+            format!("{}{flags}", report::replay_command(&path, variant))
         }
         None => format!(
-            "harness run --scenarios {} --variant {variant} --seed {}",
+            "harness run --scenarios {} --variant {variant} --seed {}{flags}",
             report::shell_quote(&src.file),
             cfg.seed
         ),

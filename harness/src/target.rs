@@ -141,6 +141,12 @@ pub trait Target: Send + Sync {
     fn reports_syscalls(&self) -> bool {
         false
     }
+
+    /// The wait path of this target's sockets, for the report; `None` (the
+    /// default) for a target that has no such choice.
+    fn wait_path(&self) -> Option<netfd::WaitPath> {
+        None
+    }
 }
 
 /// A listening socket under test.
@@ -192,9 +198,18 @@ pub struct NetfdTarget {
 }
 
 impl NetfdTarget {
+    /// `variant` on the wait path it was designed with.
     pub fn new(variant: Variant) -> NetfdTarget {
         NetfdTarget {
             options: Options::for_variant(variant),
+        }
+    }
+
+    /// `variant` on wait path `wait` (`None`: its usual one).
+    pub fn with_wait(variant: Variant, wait: Option<netfd::WaitPath>) -> NetfdTarget {
+        let options = Options::for_variant(variant);
+        NetfdTarget {
+            options: wait.map_or(options, |w| options.with_wait(w)),
         }
     }
 }
@@ -324,5 +339,9 @@ impl Target for NetfdTarget {
     }
     fn reports_syscalls(&self) -> bool {
         true
+    }
+
+    fn wait_path(&self) -> Option<netfd::WaitPath> {
+        Some(self.options.wait)
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use harness::report::verdict::{self, Input, Problem};
 use harness::report::{
-    schema, time, Event, Mode, Report, ScenarioReport, Violation, ViolationKind,
+    schema, time, Event, Mode, Report, ScenarioReport, ShardRef, Violation, ViolationKind, WaitPath,
 };
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_harness");
@@ -79,20 +79,25 @@ fn inputs(reports: &[Report]) -> Vec<Input> {
         .collect()
 }
 
-/// The four matrix reports, with `escaped` (if any) showing no violation.
+/// The five matrix reports (fdmutex on both wait paths, the historical
+/// variants on the server path), with `escaped` (if any) showing no
+/// violation.
 fn matrix(escaped: Option<&str>) -> Vec<Report> {
     let mut t = 1_700_000_000_000;
     [
-        "fdmutex",
-        "go2009-refcount",
-        "go2009-closeack",
-        "naive-close",
+        ("fdmutex", WaitPath::Direct),
+        ("fdmutex", WaitPath::Server),
+        ("go2009-refcount", WaitPath::Server),
+        ("go2009-closeack", WaitPath::Server),
+        ("naive-close", WaitPath::Server),
     ]
     .iter()
-    .map(|v| {
+    .map(|(v, w)| {
         t += 1000;
         let caught = *v != "fdmutex" && Some(*v) != escaped;
-        report(v, t, caught.then_some((ViolationKind::UseAfterClose, 1)))
+        let mut r = report(v, t, caught.then_some((ViolationKind::UseAfterClose, 1)));
+        r.wait = Some(*w);
+        r
     })
     .collect()
 }
@@ -261,7 +266,7 @@ fn clean_reports_pass_the_gate() {
     assert!(v.passed(), "{:?}", v.problems);
     assert!(
         v.reason()
-            .starts_with("ok: 6 reports, 120 cases; clean fdmutex; caught go2009-refcount"),
+            .starts_with("ok: 7 reports, 140 cases; clean fdmutex; caught go2009-refcount"),
         "{}",
         v.reason()
     );
@@ -331,6 +336,95 @@ fn a_blind_matrix_fails_missing_variants_and_empty_reports() {
 }
 
 #[test]
+fn fdmutex_must_be_checked_on_both_wait_paths() {
+    // The matrix ran fdmutex on the direct path only.
+    let m: Vec<Report> = matrix(None)
+        .into_iter()
+        .filter(|r| !(r.variant == "fdmutex" && r.wait == Some(WaitPath::Server)))
+        .collect();
+    let v = verdict::judge(&inputs(&m), &[]).expect("judge");
+    assert_eq!(
+        v.problems,
+        vec![Problem::MissingWaitPath {
+            variant: "fdmutex".into(),
+            wait: WaitPath::Server
+        }]
+    );
+    assert!(
+        v.reason()
+            .contains("the matrix has no report for fdmutex on the server wait path"),
+        "{}",
+        v.reason()
+    );
+    // A violation on the server path is judged like any other, and the
+    // table names the path.
+    let mut m = matrix(None);
+    m[1] = report(
+        "fdmutex",
+        1_700_000_002_000,
+        Some((ViolationKind::FdReuse, 0)),
+    );
+    m[1].wait = Some(WaitPath::Server);
+    let v = verdict::judge(&inputs(&m), &[]).expect("judge");
+    assert!(
+        matches!(&v.problems[..], [Problem::Violated { variant, .. }] if variant == "fdmutex"),
+        "{:?}",
+        v.problems
+    );
+    assert!(
+        v.details().contains("fdmutex            server"),
+        "{}",
+        v.details()
+    );
+}
+
+#[test]
+fn sharded_run_reports_must_be_complete() {
+    let shard = |i: u32, t: u64| {
+        let mut r = report("fdmutex", t, None);
+        r.wait = Some(WaitPath::Direct);
+        r.shard = Some(ShardRef { index: i, count: 3 });
+        for s in &mut r.scenarios {
+            s.name.push_str(&format!("_{i}"));
+        }
+        r
+    };
+    let all = [
+        shard(1, 1_700_000_000_000),
+        shard(2, 1_700_000_001_000),
+        shard(3, 1_700_000_002_000),
+    ];
+    let v = verdict::judge(&[], &inputs(&all)).expect("judge");
+    assert!(v.passed(), "{:?}", v.problems);
+    assert_eq!(v.rows.len(), 1, "the three shards are judged as one run");
+
+    let v = verdict::judge(&[], &inputs(&[all[0].clone(), all[2].clone()])).expect("judge");
+    assert!(
+        matches!(&v.problems[..], [Problem::Incomplete { what, .. }] if what == "shard 2/3 missing"),
+        "{:?}",
+        v.problems
+    );
+    assert!(
+        v.reason().contains("incomplete: shard 2/3 missing"),
+        "{}",
+        v.reason()
+    );
+
+    // A shard given twice is bad input, not a verdict.
+    let twice = [
+        all[0].clone(),
+        all[1].clone(),
+        all[1].clone(),
+        all[2].clone(),
+    ];
+    let e = verdict::judge(&[], &inputs(&twice)).expect_err("duplicate");
+    assert!(
+        e.contains("shard 2/3 of fdmutex controlled direct is given twice"),
+        "{e}"
+    );
+}
+
+#[test]
 fn matrix_shards_are_merged_before_judging() {
     // Two shards of one matrix: closeack is caught only in the second.
     let mut shard1 = matrix(Some("go2009-closeack"));
@@ -347,12 +441,13 @@ fn matrix_shards_are_merged_before_judging() {
     for r in &mut shard2_clean_closeack {
         if r.variant == "go2009-closeack" {
             *r = report("go2009-closeack", 1_700_000_900_000, None);
+            r.wait = Some(WaitPath::Server);
         }
     }
     shard1.extend(shard2);
     let v = verdict::judge(&inputs(&shard1), &[]).expect("judge");
     assert!(v.passed(), "{:?}", v.problems);
-    assert_eq!(v.rows.len(), 4);
+    assert_eq!(v.rows.len(), 5);
     assert!(v.rows.iter().all(|r| r.cases == 40), "{:?}", v.rows);
 
     let mut both_blind = matrix(Some("go2009-closeack"));

@@ -404,15 +404,20 @@ fn matrix_exits_0_when_fdmutex_is_clean_and_every_historical_variant_is_caught()
     );
     assert!(stdout.contains("matrix: ok"), "{stdout}");
     let rs = valid_reports(reports.path());
-    let mut variants: Vec<&str> = rs.iter().map(|r| r.variant.as_str()).collect();
+    let mut variants: Vec<(&str, &str)> = rs
+        .iter()
+        .map(|r| (r.variant.as_str(), r.wait.map_or("none", |w| w.name())))
+        .collect();
     variants.sort();
+    // fdmutex on both wait paths, each historical variant on its own.
     assert_eq!(
         variants,
         [
-            "fdmutex",
-            "go2009-closeack",
-            "go2009-refcount",
-            "naive-close"
+            ("fdmutex", "direct"),
+            ("fdmutex", "server"),
+            ("go2009-closeack", "server"),
+            ("go2009-refcount", "server"),
+            ("naive-close", "server")
         ]
     );
     for r in &rs {

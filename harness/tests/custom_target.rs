@@ -207,6 +207,7 @@ fn run_against(guarded: bool, mode: Mode) -> harness::report::Report {
         case_dir: Some(reports.path().join("cases")),
         hang_bound: Duration::from_millis(500),
         jobs: 0,
+        shard: None,
     };
     let target: Arc<dyn Target> = Arc::new(AtomicFdTarget { guarded });
     let sources = [Source {

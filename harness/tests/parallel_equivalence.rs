@@ -52,6 +52,7 @@ fn run_with(variant: Variant, jobs: usize, cases: u64, generated: u64) -> Report
         case_dir: None,
         hang_bound: Duration::from_secs(1),
         jobs,
+        shard: None,
     };
     let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(variant));
     let plan = GenPlan::new(generated);

@@ -51,6 +51,7 @@ fn run_and_write(
         case_dir: Some(dir.join(format!("cases-{}", target.name().replace(':', "_")))),
         hang_bound: Duration::from_millis(300),
         jobs: 0,
+        shard: None,
     };
     let report = run::run(target, sources, &cfg, &|_, _| {}).expect("run");
     let path = report.write_atomic(dir).expect("write");
@@ -138,6 +139,45 @@ const SLOPPY_SCENARIO: &str = r#"{
     { "op": "close", "conn": 1 }
   ] } ]
 }"#;
+
+/// A target whose SetDeadline accepts a deadline and forgets it: a read
+/// parked when the deadline passes returns only when teardown closes it
+/// (`late_deadline`).
+struct Deaf(NetfdTarget);
+struct DeafConn(Box<dyn Conn>);
+
+impl Conn for DeafConn {
+    fn owner(&self) -> OwnerId {
+        self.0.owner()
+    }
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn set_deadline(&self, _dir: Direction, _at: Option<Instant>) -> io::Result<()> {
+        Ok(())
+    }
+    fn close(&self) -> io::Result<()> {
+        self.0.close()
+    }
+}
+
+impl Target for Deaf {
+    fn name(&self) -> String {
+        "custom:deaf".into()
+    }
+    fn listen(&self, _addr: &Addr) -> io::Result<Box<dyn Listener>> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    fn dial(&self, addr: &Addr) -> io::Result<Box<dyn Conn>> {
+        Ok(Box::new(DeafConn(self.0.dial(addr)?)))
+    }
+    fn bind_datagram(&self, _local: SocketAddr, _peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
 
 /// The sloppy target's report, its connections closed afterwards.
 fn run_sloppy(dir: &Path) -> (PathBuf, Report) {
@@ -231,6 +271,22 @@ fn reports_of_every_variant_mode_and_violation_kind_validate() {
     // A custom target: crosstalk, early_deadline, leak.
     let (p, r) = run_sloppy(dir.path());
     assert_eq!(r.variant, "custom:sloppy");
+    all_kinds.extend(kinds(&r));
+    written.push(p);
+
+    // A custom target that forgets deadlines: late_deadline.
+    let deaf: Arc<dyn Target> = Arc::new(Deaf(NetfdTarget::new(Variant::FdMutex)));
+    let (p, r) = run_and_write(
+        deaf,
+        &shipped(&["deadline_set_past_while_parked_tcp4"]),
+        Mode::Controlled,
+        dir.path(),
+    );
+    assert!(
+        kinds(&r).contains(&ViolationKind::LateDeadline),
+        "{:?}",
+        kinds(&r)
+    );
     all_kinds.extend(kinds(&r));
     written.push(p);
 

@@ -164,7 +164,7 @@ fn shards_partition_the_run_and_merge_back_into_it() {
     let out = harness(&args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).starts_with("merged 3 reports of naive-close controlled:"),
+        text(&out.stdout).starts_with("merged 3 reports of naive-close controlled server:"),
         "{}",
         text(&out.stdout)
     );
@@ -187,7 +187,7 @@ fn shards_partition_the_run_and_merge_back_into_it() {
     // naive-close is caught by the merged run as by the whole one.
     assert!(!merged.summary.passed && !whole.summary.passed);
     let junit = std::fs::read_to_string(tmp.path().join("merged.xml")).expect("junit");
-    assert!(junit.contains("netfd-harness.naive-close.controlled"));
+    assert!(junit.contains("netfd-harness.naive-close.controlled.server"));
 }
 
 #[test]
@@ -270,4 +270,159 @@ fn bad_merges_are_refused_and_write_nothing() {
         json_files(&out_dir).is_empty(),
         "a refused merge wrote a report"
     );
+}
+
+/// `harness merge` of `files` into `out`.
+fn merge(files: &[&Path], out: &Path, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = vec!["merge".into()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    args.extend(["--out".into(), out.display().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    harness(&args)
+}
+
+#[test]
+fn shards_record_themselves_and_a_missing_or_repeated_shard_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let reports: Vec<Report> = (1..=3)
+        .map(|i| {
+            run(
+                &tmp.path().join(format!("s{i}")),
+                Some(&format!("{i}/3")),
+                0,
+            )
+        })
+        .collect();
+    for (i, r) in reports.iter().enumerate() {
+        let s = r.shard.expect("a shard report names its shard");
+        assert_eq!((s.index, s.count), (i as u32 + 1, 3));
+        assert_eq!(
+            r.wait.map(|w| w.name()),
+            Some("server"),
+            "naive-close's usual path"
+        );
+    }
+    let files: Vec<PathBuf> = (1..=3)
+        .map(|i| json_files(&tmp.path().join(format!("s{i}"))).remove(0))
+        .collect();
+    let out_dir = tmp.path().join("out");
+
+    // Shard 2 of 3 missing: refused, one line, nothing written.
+    let out = merge(&[&files[0], &files[2]], &out_dir, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("cannot merge naive-close controlled server: shard 2/3 missing"),
+        "{err}"
+    );
+    assert!(
+        json_files(&out_dir).is_empty(),
+        "a refused merge wrote a report"
+    );
+
+    // The same shard from a second run (another file, same seed): refused.
+    let again = run(&tmp.path().join("again"), Some("2/3"), 0);
+    assert_eq!(again.shard, reports[1].shard);
+    let again_file = json_files(&tmp.path().join("again")).remove(0);
+    let out = merge(
+        &[&files[0], &files[1], &again_file, &files[2]],
+        &out_dir,
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("shard 2/3 of naive-close controlled server is given twice"),
+        "{err}"
+    );
+    assert!(json_files(&out_dir).is_empty());
+
+    // --allow-missing: a partial report that says so, and fails the verdict.
+    let out = merge(&[&files[0], &files[2]], &out_dir, &["--allow-missing"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("(PARTIAL: shard 2/3 missing)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let partial = json_files(&out_dir);
+    assert_eq!(partial.len(), 1);
+    schema::validate_report_file(&partial[0]).unwrap_or_else(|e| panic!("{e}"));
+    let merged = Report::read(&partial[0]).expect("read");
+    let m = merged.missing_shards.clone().expect("missing_shards");
+    assert_eq!((m.count, m.missing), (3, vec![2]));
+    assert_eq!(merged.shard, None);
+    let out = harness(&[
+        "verdict".into(),
+        "--run".into(),
+        partial[0].display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("incomplete: shard 2/3 missing"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // All three: complete, no shard and nothing missing in the result.
+    let full_dir = tmp.path().join("full");
+    let out = merge(&[&files[0], &files[1], &files[2]], &full_dir, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let full = Report::read(json_files(&full_dir).remove(0)).expect("read");
+    assert_eq!((full.shard, full.missing_shards), (None, None));
+}
+
+#[test]
+fn reports_are_readable_and_name_scenarios_relative_to_the_working_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tmp.path().join("r");
+    // From the workspace root, naming the file the roundabout way the
+    // default scenario directory used to show up.
+    let out = Command::new(HARNESS)
+        .current_dir(&root)
+        .args([
+            "run",
+            "--scenarios",
+            "harness/../scenarios/double_close.json",
+            "--no-generated",
+            "--cases",
+            "2",
+            "--seed",
+            "5",
+            "--report",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("run harness");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let files = json_files(&dir);
+    assert_eq!(files.len(), 1);
+    let r = Report::read(&files[0]).expect("read");
+    assert_eq!(r.scenarios[0].file, "scenarios/double_close.json");
+    assert_eq!(r.wait.map(|w| w.name()), Some("direct"));
+    assert!(
+        files[0].to_string_lossy().ends_with("-fdmutex-direct.json"),
+        "{}",
+        files[0].display()
+    );
+    // Readable by group and others under the usual umask: what any new
+    // file gets (compared with one created the ordinary way, so another
+    // umask does not fail the test).
+    let plain = tmp.path().join("plain");
+    std::fs::File::create(&plain).expect("create");
+    let expect = std::fs::metadata(&plain)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    let mode = std::fs::metadata(&files[0])
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, expect, "report mode {mode:o}");
 }

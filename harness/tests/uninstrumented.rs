@@ -138,6 +138,8 @@ fn run_twin(text: &str, mode: Mode, cases: u64) -> Report {
         budget: Duration::from_secs(300),
         case_dir: Some(dir.path().join("cases")),
         hang_bound: Duration::from_secs(1),
+        jobs: 0,
+        shard: None,
     };
     let target: Arc<dyn Target> = Arc::new(RawTarget { guarded: true });
     let sources = [Source {
@@ -207,6 +209,8 @@ fn std_net_with_shutdown_to_cancel_never_reuses_a_number_but_leaks_it() {
         budget: Duration::from_secs(120),
         case_dir: Some(reports.path().join("cases")),
         hang_bound: Duration::from_secs(1),
+        jobs: 0,
+        shard: None,
     };
     let target: Arc<dyn Target> = Arc::new(harness::target::StdNetTarget);
     let report = run::run(target, &sources, &cfg, &|_, _| {}).expect("run");

@@ -30,6 +30,10 @@ fn the_racy_wrapper_is_caught_as_fd_reuse_with_inode_evidence() {
         budget: Duration::from_secs(120),
         case_dir: Some(dir.path().join("cases")),
         hang_bound: Duration::from_millis(500),
+        // One case at a time: the racy wrapper's stale numbers reach any socket
+        // in the process, a neighbouring case's too.
+        jobs: 1,
+        shard: None,
     };
     let target: Arc<dyn Target> = Arc::new(RawTarget { guarded: false });
     let sources = [Source {

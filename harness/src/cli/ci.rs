@@ -26,6 +26,11 @@ pub struct MergeArgs {
     /// Also write JUnit XML for the merged report(s) here.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Merge even when shards are missing: the merged report names them
+    /// (`missing_shards`) and `harness verdict` fails it. Without this, a
+    /// missing shard is an error (exit 2) and nothing is written.
+    #[arg(long)]
+    pub allow_missing: bool,
 }
 
 #[derive(Args, Debug)]
@@ -118,10 +123,11 @@ pub fn cmd_merge(a: MergeArgs) -> Result<i32, Failure> {
     }
     let mut groups: Vec<Vec<&verdict::Input>> = Vec::new();
     for i in &inputs {
-        match groups
-            .iter_mut()
-            .find(|g| g[0].report.variant == i.report.variant && g[0].report.mode == i.report.mode)
-        {
+        match groups.iter_mut().find(|g| {
+            g[0].report.variant == i.report.variant
+                && g[0].report.mode == i.report.mode
+                && g[0].report.wait == i.report.wait
+        }) {
             Some(g) => g.push(i),
             None => groups.push(vec![i]),
         }
@@ -139,8 +145,23 @@ pub fn cmd_merge(a: MergeArgs) -> Result<i32, Failure> {
                 other.path.display()
             )));
         }
+        let paths = || {
+            g.iter()
+                .map(|i| i.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let r = Report::merge(g.iter().map(|i| i.report.clone()).collect())
-            .map_err(|e| Failure::bad_input(e.to_string()))?;
+            .map_err(|e| Failure::bad_input(format!("{e} (in {})", paths())))?;
+        if let Some(m) = &r.missing_shards {
+            if !a.allow_missing {
+                return Err(Failure::bad_input(format!(
+                    "cannot merge {}: {m} (merged: {}); run them, or pass --allow-missing to write a partial report",
+                    r.dimensions(),
+                    paths()
+                )));
+            }
+        }
         merged.push((g.len(), r));
     }
     if let Some(j) = &a.junit {
@@ -153,11 +174,15 @@ pub fn cmd_merge(a: MergeArgs) -> Result<i32, Failure> {
         let path = r
             .write_atomic(&a.out)
             .map_err(|e| Failure::bad_input(format!("cannot write report: {e}")))?;
+        let partial = r
+            .missing_shards
+            .as_ref()
+            .map(|m| format!(" (PARTIAL: {m})"))
+            .unwrap_or_default();
         println!(
-            "merged {n} report{} of {} {}: {} {} cases, {} violations -> {}",
+            "merged {n} report{} of {}: {} {} cases, {} violations{partial} -> {}",
             if *n == 1 { "" } else { "s" },
-            r.variant,
-            r.mode,
+            r.dimensions(),
             if r.summary.passed { "PASS" } else { "FAIL" },
             r.summary.cases,
             r.summary.violations,

@@ -14,7 +14,6 @@ use crate::report::Report;
 use crate::run::{self, GenPlan, GeneratedFailure, RunConfig, Source};
 use crate::target::{NetfdTarget, Target};
 use clap::Args;
-use netfd::Variant;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,13 +53,14 @@ impl GenArgs {
 /// write the report; returns it with its path and the shrunk failing
 /// generated case, if any.
 pub fn run_variant_generated(
-    variant: Variant,
+    target: NetfdTarget,
     sources: &[Source],
     cfg: &RunConfig,
     plan: Option<&GenPlan>,
     report_dir: &Path,
 ) -> Result<(Report, PathBuf, Option<GeneratedFailure>), Failure> {
-    let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(variant));
+    let variant = target.options.variant;
+    let target: Arc<dyn Target> = Arc::new(target);
     let generated = plan.map_or(0, |p| p.cases);
     let pb = progress_bar(sources.len() as u64 * cfg.cases + generated, variant.name());
     let progress = |name: &str, _case: u64| {

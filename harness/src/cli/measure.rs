@@ -189,6 +189,9 @@ pub struct SoakArgs {
     pub dir: PathBuf,
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub hang_bound: Duration,
+    /// Wait path (default: the variant's usual one).
+    #[arg(long, value_enum, value_name = "PATH")]
+    pub wait: Option<super::ReplayWaitArg>,
 }
 
 pub fn cmd_measure(a: MeasureArgs) -> Result<i32, Failure> {
@@ -244,6 +247,15 @@ fn historical(vs: &[Variant]) -> Vec<Variant> {
 }
 
 fn generate(v: Variant, cfg: &GenConfig, every: u64) -> Result<GenRun, Failure> {
+    generate_on(target(v), v, cfg, every)
+}
+
+fn generate_on(
+    t: Arc<dyn Target>,
+    v: Variant,
+    cfg: &GenConfig,
+    every: u64,
+) -> Result<GenRun, Failure> {
     let started = Instant::now();
     let on_case = |i: u64| {
         if every > 0 && (i + 1) % every == 0 {
@@ -256,7 +268,7 @@ fn generate(v: Variant, cfg: &GenConfig, every: u64) -> Result<GenRun, Failure> 
             );
         }
     };
-    gen::run_generated(target(v), cfg, &on_case).map_err(|e| Failure::harness(e.to_string()))
+    gen::run_generated(t, cfg, &on_case).map_err(|e| Failure::harness(e.to_string()))
 }
 
 fn kinds_of(found: &[exec::Found]) -> String {
@@ -536,11 +548,20 @@ fn soak(a: SoakArgs) -> Result<i32, Failure> {
     let mut cfg = GenConfig::new(mode, a.seed, a.cases);
     cfg.budget = a.budget;
     cfg.hang_bound = a.hang_bound;
+    let wait = a.wait.map(|w| match w {
+        super::ReplayWaitArg::Direct => netfd::WaitPath::Direct,
+        super::ReplayWaitArg::Server => netfd::WaitPath::Server,
+    });
+    let t: Arc<dyn Target> = Arc::new(NetfdTarget::with_wait(a.variant, wait));
     eprintln!(
-        "soak: {} generated cases against {} ({mode}), seed {}, budget {:?}",
-        a.cases, a.variant, a.seed, a.budget
+        "soak: {} generated cases against {} ({mode}, {} wait path), seed {}, budget {:?}",
+        a.cases,
+        a.variant,
+        t.wait_path().map_or("no", |w| w.name()),
+        a.seed,
+        a.budget
     );
-    let r = generate(a.variant, &cfg, a.every)?;
+    let r = generate_on(t, a.variant, &cfg, a.every)?;
     let secs = r.elapsed.as_secs_f64();
     println!(
         "| variant | mode | seed | cases | seconds | cases/s | syscalls checked | violations |"

@@ -74,6 +74,40 @@ impl From<ModeArg> for Mode {
     }
 }
 
+/// `--wait`: which wait path the target's sockets use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WaitArg {
+    /// The parked thread polls its own socket (fdmutex's default).
+    Direct,
+    /// Through the poll server (the historical variants' default).
+    Server,
+    /// Both, one report each.
+    Both,
+}
+
+impl WaitArg {
+    /// The paths to run `variant` on: `None` means the variant's usual one;
+    /// `matrix` (without `--wait`) runs fdmutex on both.
+    pub fn paths(wait: Option<WaitArg>, variant: Variant, matrix: bool) -> Vec<netfd::WaitPath> {
+        let usual = netfd::Options::for_variant(variant).wait;
+        match wait {
+            Some(WaitArg::Direct) => vec![netfd::WaitPath::Direct],
+            Some(WaitArg::Server) => vec![netfd::WaitPath::Server],
+            Some(WaitArg::Both) => vec![netfd::WaitPath::Direct, netfd::WaitPath::Server],
+            None if matrix && variant.expected_clean() => {
+                vec![netfd::WaitPath::Direct, netfd::WaitPath::Server]
+            }
+            None => vec![usual],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReplayWaitArg {
+    Direct,
+    Server,
+}
+
 fn parse_variant(s: &str) -> Result<Variant, String> {
     s.parse::<Variant>().map_err(|e| e.to_string())
 }
@@ -126,6 +160,20 @@ pub struct Common {
     /// Cases run at once (0: twice the cores; 1: one after another).
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
+    /// Wait path of the sockets under test; `both` writes one report per
+    /// path. Default: the variant's usual path (fdmutex direct, the
+    /// historical variants server); `matrix` runs fdmutex on both.
+    #[arg(long, value_enum, value_name = "PATH")]
+    pub wait: Option<WaitArg>,
+}
+
+impl Common {
+    pub fn shard_ref(&self) -> Option<report::ShardRef> {
+        self.shard.map(|s| report::ShardRef {
+            index: s.index,
+            count: s.count,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -158,6 +206,10 @@ pub struct ReplayArgs {
     pub mode: ModeArg,
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub hang_bound: Duration,
+    /// Wait path (default: the variant's usual one, as the run did unless
+    /// its replay command says `--wait`).
+    #[arg(long, value_enum, value_name = "PATH")]
+    pub wait: Option<ReplayWaitArg>,
 }
 
 #[derive(Args, Debug)]
@@ -262,6 +314,21 @@ pub fn default_scenario_dir() -> PathBuf {
         .join("scenarios")
 }
 
+/// `path` as reports and messages show it: relative to the working
+/// directory when it lies inside it (`scenarios/x.json`, whatever mix of
+/// `..` and symlinks led there), otherwise absolute; `.` and `..` resolved
+/// either way. A path that cannot be resolved is shown as given.
+pub fn display_path(path: &Path) -> String {
+    let Ok(abs) = std::fs::canonicalize(path) else {
+        return path.display().to_string();
+    };
+    let here = std::env::current_dir().and_then(std::fs::canonicalize);
+    match here.as_deref().map(|h| abs.strip_prefix(h)) {
+        Ok(Ok(rel)) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => abs.display().to_string(),
+    }
+}
+
 /// Load every scenario named by `paths` (files or directories).
 pub fn load_sources(paths: &[PathBuf]) -> Result<Vec<Source>, Failure> {
     let paths = if paths.is_empty() {
@@ -280,7 +347,7 @@ pub fn load_sources(paths: &[PathBuf]) -> Result<Vec<Source>, Failure> {
         for (file, s) in loaded {
             out.push(Source {
                 scenario: s,
-                file: file.display().to_string(),
+                file: display_path(&file),
             });
         }
     }
@@ -361,12 +428,13 @@ fn progress_bar(total: u64, label: &str) -> indicatif::ProgressBar {
 
 /// Run `sources` against `variant` and write the report; returns it with its path.
 pub fn run_variant(
-    variant: Variant,
+    target: NetfdTarget,
     sources: &[Source],
     cfg: &RunConfig,
     report_dir: &Path,
 ) -> Result<(Report, PathBuf), Failure> {
-    let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(variant));
+    let variant = target.options.variant;
+    let target: Arc<dyn Target> = Arc::new(target);
     let pb = progress_bar(sources.len() as u64 * cfg.cases, variant.name());
     let progress = |name: &str, _case: u64| {
         pb.inc(1);
@@ -381,40 +449,59 @@ pub fn run_variant(
     Ok((report, path))
 }
 
-fn case_dir(report_dir: &Path, variant: Variant, seed: u64) -> PathBuf {
-    report_dir.join(format!("cases-{}-{seed}", variant.name()))
+/// Where a run saves its failing cases: `cases-<variant>[-<wait>]-<seed>`,
+/// the wait path named when it is not the variant's usual one (so the two
+/// paths of one seed never overwrite each other's cases).
+fn case_dir(report_dir: &Path, target: &NetfdTarget, seed: u64) -> PathBuf {
+    let v = target.options.variant;
+    let wait = if target.options.wait == netfd::Options::for_variant(v).wait {
+        String::new()
+    } else {
+        format!("-{}", target.options.wait.name())
+    };
+    report_dir.join(format!("cases-{}{wait}-{seed}", v.name()))
 }
 
 fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
     let sources = shard::apply(a.common.shard, load_sources(&a.common.scenarios)?);
     check_report_dir(&a.common.report)?;
     let seed = seed_or_clock(a.common.seed);
-    let cfg = RunConfig {
-        mode: a.common.mode.into(),
-        seed,
-        cases: a.cases,
-        budget: a.budget,
-        case_dir: Some(case_dir(&a.common.report, a.variant, seed)),
-        hang_bound: a.common.hang_bound,
-        jobs: a.common.jobs,
-    };
-    let plan = a.generated.plan(a.common.shard);
-    let (report, path, generated) =
-        gen::run_variant_generated(a.variant, &sources, &cfg, plan.as_ref(), &a.common.report)?;
+    let paths = WaitArg::paths(a.common.wait, a.variant, false);
+    let started = std::time::Instant::now();
+    let mut reports = Vec::new();
+    for (i, &wait) in paths.iter().enumerate() {
+        let target = NetfdTarget::with_wait(a.variant, Some(wait));
+        // Each path gets an equal share of what is left of the budget.
+        let left = a.budget.saturating_sub(started.elapsed());
+        let cfg = RunConfig {
+            mode: a.common.mode.into(),
+            seed,
+            cases: a.cases,
+            budget: left / (paths.len() - i) as u32,
+            case_dir: Some(case_dir(&a.common.report, &target, seed)),
+            hang_bound: a.common.hang_bound,
+            shard: a.common.shard_ref(),
+            jobs: a.common.jobs,
+        };
+        let plan = a.generated.plan(a.common.shard);
+        let (report, path, generated) =
+            gen::run_variant_generated(target, &sources, &cfg, plan.as_ref(), &a.common.report)?;
+        print!(
+            "{}",
+            report::summary::render(&report, std::io::stdout().is_terminal())
+        );
+        println!("report: {}", path.display());
+        if let Some(f) = &generated {
+            print!("{}", gen::failure_lines(f));
+        }
+        reports.push(report);
+    }
     if let Some(j) = &a.common.junit {
-        report::junit::write(std::slice::from_ref(&report), j).map_err(|e| {
+        report::junit::write(&reports, j).map_err(|e| {
             Failure::bad_input(format!("cannot write JUnit XML {}: {e}", j.display()))
         })?;
     }
-    print!(
-        "{}",
-        report::summary::render(&report, std::io::stdout().is_terminal())
-    );
-    println!("report: {}", path.display());
-    if let Some(f) = &generated {
-        print!("{}", gen::failure_lines(f));
-    }
-    Ok(if report.summary.passed {
+    Ok(if reports.iter().all(|r| r.summary.passed) {
         EXIT_CLEAN
     } else {
         EXIT_VIOLATIONS
@@ -423,7 +510,11 @@ fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
 
 fn cmd_replay(a: ReplayArgs) -> Result<i32, Failure> {
     let scenario = scenario::load_file(&a.file).map_err(|e| Failure::bad_input(e.to_string()))?;
-    let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(a.variant));
+    let wait = a.wait.map(|w| match w {
+        ReplayWaitArg::Direct => netfd::WaitPath::Direct,
+        ReplayWaitArg::Server => netfd::WaitPath::Server,
+    });
+    let target: Arc<dyn Target> = Arc::new(NetfdTarget::with_wait(a.variant, wait));
     let mut failed = 0u64;
     for i in 0..a.times.max(1) {
         let mut cfg = crate::exec::CaseConfig::new(a.mode.into(), i);
@@ -436,10 +527,11 @@ fn cmd_replay(a: ReplayArgs) -> Result<i32, Failure> {
         }
         if i == 0 || a.times == 1 {
             println!(
-                "replay {} of {} against {}: {} violation(s)",
+                "replay {} of {} against {} ({} wait path): {} violation(s)",
                 i + 1,
                 a.file.display(),
                 a.variant,
+                target.wait_path().map_or("no", |w| w.name()),
                 outcome.found.len()
             );
             for f in &outcome.found {
@@ -476,6 +568,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<i32, Failure> {
 #[derive(Debug, Clone)]
 pub struct MatrixRow {
     pub variant: Variant,
+    pub wait: netfd::WaitPath,
     pub violations: u64,
     pub kinds: Vec<String>,
     pub ok: bool,
@@ -486,24 +579,35 @@ fn cmd_matrix(a: MatrixArgs) -> Result<i32, Failure> {
     let sources = shard::apply(a.common.shard, load_sources(&a.common.scenarios)?);
     check_report_dir(&a.common.report)?;
     let seed = seed_or_clock(a.common.seed);
-    let per_variant = a.budget / Variant::ALL.len() as u32;
+    let runs: Vec<(Variant, netfd::WaitPath)> = Variant::ALL
+        .into_iter()
+        .flat_map(|v| {
+            WaitArg::paths(a.common.wait, v, true)
+                .into_iter()
+                .map(move |w| (v, w))
+        })
+        .collect();
+    let per_run = a.budget / runs.len() as u32;
     let mut reports = Vec::new();
     let mut rows = Vec::new();
-    for v in Variant::ALL {
+    for (v, wait) in runs {
+        let target = NetfdTarget::with_wait(v, Some(wait));
         let cfg = RunConfig {
             mode: a.common.mode.into(),
             seed,
             cases: a.cases,
-            budget: per_variant,
-            case_dir: Some(case_dir(&a.common.report, v, seed)),
+            budget: per_run,
+            case_dir: Some(case_dir(&a.common.report, &target, seed)),
             hang_bound: a.common.hang_bound,
             jobs: a.common.jobs,
+            shard: a.common.shard_ref(),
         };
-        let (report, path) = run_variant(v, &sources, &cfg, &a.common.report)?;
+        let (report, path) = run_variant(target, &sources, &cfg, &a.common.report)?;
         let caught = run::caught(&report);
         let ok = if v.expected_clean() { !caught } else { caught };
         rows.push(MatrixRow {
             variant: v,
+            wait,
             violations: report.summary.violations,
             kinds: run::kinds_found(&report)
                 .iter()
@@ -520,8 +624,8 @@ fn cmd_matrix(a: MatrixArgs) -> Result<i32, Failure> {
         })?;
     }
     println!(
-        "{:<18} {:<9} {:>10}  kinds",
-        "variant", "verdict", "violations"
+        "{:<18} {:<6} {:<9} {:>10}  kinds",
+        "variant", "wait", "verdict", "violations"
     );
     for r in &rows {
         let expect = if r.variant.expected_clean() {
@@ -535,8 +639,9 @@ fn cmd_matrix(a: MatrixArgs) -> Result<i32, Failure> {
             format!("NOT {expect}")
         };
         println!(
-            "{:<18} {:<9} {:>10}  {}",
+            "{:<18} {:<6} {:<9} {:>10}  {}",
             r.variant.name(),
+            r.wait.name(),
             verdict,
             r.violations,
             r.kinds.join(",")
@@ -554,7 +659,12 @@ fn cmd_matrix(a: MatrixArgs) -> Result<i32, Failure> {
         }
     }
     for r in &rows {
-        println!("report {}: {}", r.variant, r.report.display());
+        println!(
+            "report {} {}: {}",
+            r.variant,
+            r.wait.name(),
+            r.report.display()
+        );
     }
     let all_ok = rows.iter().all(|r| r.ok);
     println!("matrix: {}", if all_ok { "ok" } else { "FAILED" });

@@ -28,6 +28,7 @@
 //! [`supervise`] (waiting, teardown, hangs); this file holds the case's
 //! shared state and [`run_case`].
 
+mod deadline;
 mod events;
 mod judge;
 mod observe;
@@ -163,6 +164,32 @@ struct ConnSlot {
     peer_closed: AtomicBool,
     /// Deadlines set, per direction.
     deadlines: Mutex<[Vec<DeadlineSet>; 2]>,
+    /// When the first Close of this connection began (ops or teardown).
+    closed_at: Mutex<Option<Instant>>,
+    /// When each peer_write / peer_close began: readiness for a parked op.
+    peer_events: Mutex<Vec<Instant>>,
+    /// When a dial or accept last filled this slot (`None`: set up before
+    /// the threads started).
+    installed_at: Mutex<Option<Instant>>,
+}
+
+impl ConnSlot {
+    /// Mark the connection closed, noting when the first Close began.
+    fn mark_closed(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.closed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(Instant::now);
+    }
+
+    fn note_peer_event(&self) {
+        self.peer_events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Instant::now());
+    }
 }
 
 /// One `set_deadline` on a connection, for judging timeouts. Concurrent

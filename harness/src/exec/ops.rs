@@ -141,6 +141,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             let Some(c) = conn_of(case, conn) else { return };
             let mut buf = vec![0u8; bytes.max(1)];
             let r = c.read(&mut buf);
+            super::deadline::judge_late(case, me, op, conn, 0, started, Instant::now());
             match r {
                 Ok(n) => check_bytes(case, me, op, conn, c.owner(), &buf[..n]),
                 Err(e) => judge_error(case, me, op, conn, &*c, Some((0, started)), &e),
@@ -149,13 +150,15 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
         Op::Write { conn, bytes } | Op::WriteTo { conn, bytes } => {
             let Some(c) = conn_of(case, conn) else { return };
             let buf = vec![case.tags.sent_by_local(conn); bytes.max(1)];
-            if let Err(e) = c.write(&buf) {
+            let r = c.write(&buf);
+            super::deadline::judge_late(case, me, op, conn, 1, started, Instant::now());
+            if let Err(e) = r {
                 judge_error(case, me, op, conn, &*c, Some((1, started)), &e);
             }
         }
         Op::Close { conn } => {
             let Some(c) = conn_of(case, conn) else { return };
-            case.conns[conn].closed.store(true, Ordering::Release);
+            case.conns[conn].mark_closed();
             if let Err(e) = c.close() {
                 judge_error(case, me, op, conn, &*c, None, &e);
             }
@@ -293,6 +296,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
         }
         Op::Yield {} => std::thread::yield_now(),
         Op::PeerWrite { conn, bytes } => {
+            case.conns[conn].note_peer_event();
             let peer = case.conns[conn]
                 .peer
                 .lock()
@@ -303,6 +307,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
         }
         Op::PeerClose { conn } => {
             let slot = &case.conns[conn];
+            slot.note_peer_event();
             let peer = slot.peer.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(p) = peer {
                 check_drained(case, conn, &p);
@@ -317,6 +322,11 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
 /// the teardown sweep may have passed the slot).
 pub(super) fn install_conn(case: &Case, conn: usize, c: Box<dyn Conn>) {
     let c: Arc<dyn Conn> = Arc::from(c);
+    // Deadlines set on the slot's earlier connection are not this one's.
+    *case.conns[conn]
+        .installed_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     *case.conns[conn]
         .conn
         .lock()

@@ -70,6 +70,15 @@ pub(super) fn supervise(
         let blocked = all_blocked();
         // A parked op whose deadline is near must be left to time out:
         // closing it first would never exercise deadline expiry.
+        // Nor one whose deadline just passed: it must come back by itself
+        // within the late-deadline tolerance (see `deadline.rs`).
+        if super::deadline::overdue_op_running(case) {
+            let t = Instant::now();
+            case.events.wait(seen, t + CONFIRM);
+            timings.deadline_wait += t.elapsed();
+            settle = Settle::default();
+            continue;
+        }
         if blocked {
             if let Some(at) = next_parked_deadline(case, bound) {
                 let t = Instant::now();
@@ -282,6 +291,8 @@ pub(super) fn close_all(case: &Case) {
     for c in &case.conns {
         let x = c.conn.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(x) = x {
+            // Not `mark_closed`: teardown's Close does not excuse an op
+            // that overstayed its deadline (deadline.rs).
             c.closed.store(true, Ordering::Release);
             let _ = x.close();
         }

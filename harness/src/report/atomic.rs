@@ -2,9 +2,16 @@
 //! rename, fsync of the directory. On failure the temporary file is removed
 //! and the target is untouched, so a reader sees the old file, the new file,
 //! or no file, never half of one.
+//!
+//! The file ends up with the permissions any new file gets (0666 less the
+//! process's umask, so 0644 under the usual 022): a temporary file is
+//! created owner-only by default, and a report or saved case that only its
+//! writer can read is useless as a CI artifact or to a colleague replaying
+//! it. Asking open(2) for 0666 lets the kernel apply the umask itself.
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use tempfile::NamedTempFile;
@@ -24,6 +31,7 @@ fn temp_with(dir: &Path, bytes: &[u8]) -> io::Result<NamedTempFile> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".harness-")
         .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o666))
         .tempfile_in(dir)
         .map_err(|e| with_context(e, "cannot create a temporary file in", dir))?;
     tmp.write_all(bytes)
@@ -112,6 +120,36 @@ mod tests {
         let err = write_new_file(dir.path(), [a.clone(), b.clone()], b"x").expect_err("taken");
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(names(dir.path()), vec!["a", "b"]);
+    }
+
+    /// The umask of this process, read without changing it for good: a
+    /// child shell reports the umask it inherited.
+    fn umask() -> u32 {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "umask"])
+            .output()
+            .expect("sh -c umask");
+        let text = String::from_utf8_lossy(&out.stdout);
+        u32::from_str_radix(text.trim(), 8).expect("octal umask")
+    }
+
+    #[test]
+    fn files_are_readable_like_any_new_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mask = umask();
+        let p = dir.path().join("a.json");
+        write_file(&p, b"{}").expect("write");
+        let q = write_new_file(dir.path(), [dir.path().join("b.json")], b"{}").expect("write");
+        // What `touch` would give: 0666 less the umask (0644 under 022),
+        // not the 0600 of a bare temporary file.
+        let plain = dir.path().join("plain");
+        fs::File::create(&plain).expect("create");
+        let expect = fs::metadata(&plain).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(expect, 0o666 & !mask);
+        for f in [&p, &q] {
+            let mode = fs::metadata(f).expect("stat").permissions().mode() & 0o777;
+            assert_eq!(mode, expect, "{}: {mode:o}", f.display());
+        }
     }
 
     #[test]

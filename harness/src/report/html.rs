@@ -111,7 +111,7 @@ pub fn render(reports: &[Report]) -> String {
     let mut out = String::new();
     let failing = reports.iter().filter(|r| !badge(r).2).count();
     let title = match reports {
-        [r] => format!("netfd-harness: {} {}", r.variant, r.mode),
+        [r] => format!("netfd-harness: {}", r.dimensions()),
         _ => format!("netfd-harness: {} reports", reports.len()),
     };
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
@@ -145,7 +145,7 @@ fn report_section(out: &mut String, ri: usize, r: &Report) {
         out,
         "<h2>{} <small>{}</small> <span class=\"badge {cls}\">{word}</span></h2>",
         escape(&r.variant),
-        r.mode
+        escape(r.dimensions().trim_start_matches(r.variant.as_str()).trim())
     );
     let _ = writeln!(
         out,

@@ -1,4 +1,5 @@
-//! JUnit XML for CI systems: one `<testsuite>` per report (variant × mode),
+//! JUnit XML for CI systems: one `<testsuite>` per report (variant × mode ×
+//! wait path, named `netfd-harness.<variant>.<mode>[.<wait>]`),
 //! one `<testcase>` per scenario, one `<failure>` per violation carrying its
 //! message and the replay command.
 
@@ -79,8 +80,22 @@ fn failure_body(v: &Violation) -> String {
     b
 }
 
+/// `netfd-harness.<variant>.<mode>[.<wait>]`: the suite name and the
+/// test cases' class name, so two wait paths of one variant stay apart.
+fn suite_name(r: &Report) -> String {
+    let mut name = format!("netfd-harness.{}.{}", r.variant, r.mode);
+    if let Some(w) = r.wait {
+        name.push('.');
+        name.push_str(w.name());
+    }
+    if let Some(s) = r.shard {
+        name.push_str(&format!(".shard{}of{}", s.index, s.count));
+    }
+    name
+}
+
 fn testcase(out: &mut String, report: &Report, s: &ScenarioReport) {
-    let class = format!("netfd-harness.{}.{}", report.variant, report.mode);
+    let class = suite_name(report);
     let _ = write!(
         out,
         "    <testcase classname=\"{}\" name=\"{}\" file=\"{}\" assertions=\"{}\"",
@@ -127,7 +142,7 @@ pub fn render(reports: &[Report]) -> String {
             .iter()
             .filter(|s| !s.violations.is_empty())
             .count();
-        let name = format!("netfd-harness.{}.{}", r.variant, r.mode);
+        let name = suite_name(r);
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failing}\" errors=\"0\" skipped=\"0\" time=\"{}\" hostname=\"{}\">",
@@ -140,6 +155,11 @@ pub fn render(reports: &[Report]) -> String {
         for (k, v) in [
             ("variant", r.variant.clone()),
             ("mode", r.mode.to_string()),
+            ("wait", r.wait.map_or("none", |w| w.name()).to_owned()),
+            (
+                "shard",
+                r.shard.map_or_else(|| "all".to_owned(), |s| s.to_string()),
+            ),
             ("seed", r.seed.to_string()),
             ("started_at", r.started_at.clone()),
             ("cases", r.summary.cases.to_string()),

@@ -91,6 +91,95 @@ impl fmt::Display for Mode {
     }
 }
 
+/// How the target's parked operations wait (netfd's `WaitPath`): a run
+/// dimension, since the two paths share the poll-descriptor protocol but
+/// not the code that parks, wakes and leaves the poll server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitPath {
+    /// The parked thread polls its own socket and a wake eventfd.
+    Direct,
+    /// The socket is registered with the process's epoll thread.
+    Server,
+}
+
+impl WaitPath {
+    pub const ALL: [WaitPath; 2] = [WaitPath::Direct, WaitPath::Server];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitPath::Direct => "direct",
+            WaitPath::Server => "server",
+        }
+    }
+}
+
+impl fmt::Display for WaitPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<netfd::WaitPath> for WaitPath {
+    fn from(w: netfd::WaitPath) -> WaitPath {
+        match w {
+            netfd::WaitPath::Direct => WaitPath::Direct,
+            netfd::WaitPath::Server => WaitPath::Server,
+        }
+    }
+}
+
+impl From<WaitPath> for netfd::WaitPath {
+    fn from(w: WaitPath) -> netfd::WaitPath {
+        match w {
+            WaitPath::Direct => netfd::WaitPath::Direct,
+            WaitPath::Server => netfd::WaitPath::Server,
+        }
+    }
+}
+
+/// Which share of a sharded run a report holds: shard `index` (1-based) of
+/// `count` (`harness run --shard I/N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardRef {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl fmt::Display for ShardRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// A merge made without some shards (`harness merge --allow-missing`):
+/// the report covers only part of the run, and the verdict says so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingShards {
+    /// N of the run's `--shard I/N`.
+    pub count: u32,
+    /// The shard numbers (1-based) that were not merged, ascending.
+    pub missing: Vec<u32>,
+}
+
+impl fmt::Display for MissingShards {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list: Vec<String> = self
+            .missing
+            .iter()
+            .map(|i| format!("{i}/{}", self.count))
+            .collect();
+        write!(
+            f,
+            "shard{} {} missing",
+            if self.missing.len() == 1 { "" } else { "s" },
+            list.join(", ")
+        )
+    }
+}
+
 /// One run's report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +189,17 @@ pub struct Report {
     /// The lifetime protocol (or custom target) under test.
     pub variant: String,
     pub mode: Mode,
+    /// The wait path of the target's sockets; absent for a target that has
+    /// none (a custom target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitPath>,
+    /// The shard this report covers (`--shard I/N`); absent for an
+    /// unsharded run and for the merge of every shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRef>,
+    /// Set only by a merge that lacked shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_shards: Option<MissingShards>,
     /// The run's seed; each violation also carries the seed of its case.
     pub seed: u64,
     /// RFC 3339 UTC, millisecond precision.
@@ -172,6 +272,9 @@ pub struct Assertions {
     pub closed_error: Assertion,
     pub no_crosstalk: Assertion,
     pub no_early_deadline: Assertion,
+    /// Absent from reports written before the rule existed.
+    #[serde(default)]
+    pub no_late_deadline: Assertion,
 }
 
 impl Assertions {
@@ -187,6 +290,7 @@ impl Assertions {
             ViolationKind::BadError => &self.closed_error,
             ViolationKind::Crosstalk => &self.no_crosstalk,
             ViolationKind::EarlyDeadline => &self.no_early_deadline,
+            ViolationKind::LateDeadline => &self.no_late_deadline,
         }
     }
 
@@ -202,6 +306,7 @@ impl Assertions {
             ViolationKind::BadError => &mut self.closed_error,
             ViolationKind::Crosstalk => &mut self.no_crosstalk,
             ViolationKind::EarlyDeadline => &mut self.no_early_deadline,
+            ViolationKind::LateDeadline => &mut self.no_late_deadline,
         }
     }
 
@@ -247,10 +352,13 @@ pub enum ViolationKind {
     Crosstalk,
     /// A deadline fired before it was due.
     EarlyDeadline,
+    /// An operation parked when its deadline passed did not return within
+    /// the tolerance of it, and no Close or readiness came first.
+    LateDeadline,
 }
 
 impl ViolationKind {
-    pub const ALL: [ViolationKind; 9] = [
+    pub const ALL: [ViolationKind; 10] = [
         ViolationKind::FdReuse,
         ViolationKind::UseAfterClose,
         ViolationKind::CloseInFlight,
@@ -260,6 +368,7 @@ impl ViolationKind {
         ViolationKind::BadError,
         ViolationKind::Crosstalk,
         ViolationKind::EarlyDeadline,
+        ViolationKind::LateDeadline,
     ];
 
     /// The `kind` string.
@@ -274,6 +383,7 @@ impl ViolationKind {
             ViolationKind::BadError => "bad_error",
             ViolationKind::Crosstalk => "crosstalk",
             ViolationKind::EarlyDeadline => "early_deadline",
+            ViolationKind::LateDeadline => "late_deadline",
         }
     }
 
@@ -294,6 +404,7 @@ impl ViolationKind {
             ViolationKind::BadError => "closed_error",
             ViolationKind::Crosstalk => "no_crosstalk",
             ViolationKind::EarlyDeadline => "no_early_deadline",
+            ViolationKind::LateDeadline => "no_late_deadline",
         }
     }
 }
@@ -457,6 +568,9 @@ impl Report {
             schema: SCHEMA_VERSION.to_owned(),
             variant: variant.into(),
             mode,
+            wait: None,
+            shard: None,
+            missing_shards: None,
             seed,
             started_at: time::rfc3339(t),
             duration_ms: 0,
@@ -519,13 +633,28 @@ impl Report {
     }
 
     /// The file name this report is written under:
-    /// `<timestamp>-<variant>.json`, e.g. `20240501T123456.789Z-fdmutex.json`
-    /// (characters other than `[A-Za-z0-9._-]` in the variant become `_`).
+    /// `<timestamp>-<variant>[-<wait>].json`, e.g.
+    /// `20240501T123456.789Z-fdmutex-direct.json` (characters other than
+    /// `[A-Za-z0-9._-]` in the variant become `_`; no wait path for a
+    /// target without one).
     pub fn file_name(&self) -> String {
         let stamp = time::parse_rfc3339_ms(&self.started_at)
             .map(time::file_stamp_ms)
             .unwrap_or_else(|| sanitize(&self.started_at));
-        format!("{stamp}-{}.json", sanitize(&self.variant))
+        let wait = self
+            .wait
+            .map(|w| format!("-{}", w.name()))
+            .unwrap_or_default();
+        format!("{stamp}-{}{wait}.json", sanitize(&self.variant))
+    }
+
+    /// `variant mode[ wait]`: what a group of mergeable reports has in
+    /// common, for messages.
+    pub fn dimensions(&self) -> String {
+        match self.wait {
+            Some(w) => format!("{} {} {w}", self.variant, self.mode),
+            None => format!("{} {}", self.variant, self.mode),
+        }
     }
 
     /// Write the report into `dir` (created if missing) as
@@ -548,18 +677,25 @@ impl Report {
         atomic::write_new_file(dir, candidates, self.to_json_pretty().as_bytes())
     }
 
-    /// Combine shard reports of one run (same schema, variant and mode) into
-    /// one: scenarios with the same name and file are summed (cases,
+    /// Combine shard reports of one run (same schema, variant, mode and wait
+    /// path) into one: scenarios with the same name and file are summed (cases,
     /// syscalls, assertion counts; an assertion passes only if it passed in
     /// every shard) and their violations concatenated; other scenarios are
     /// kept in first-seen order. `started_at` is the earliest start,
     /// `duration_ms` spans from it to the latest end, `seed` and `host` are
     /// those of the earliest shard. The summary is recomputed.
+    ///
+    /// Shards are checked with [`shard_coverage`]: a shard given twice, or
+    /// reports of different shard counts, or sharded and unsharded reports
+    /// together, are an error; missing shards are not, but the merged report
+    /// names them in [`Report::missing_shards`] (the caller decides whether
+    /// a partial merge is acceptable).
     pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
         let mut reports = reports;
         if reports.is_empty() {
             return Err(MergeError("no reports to merge".to_owned()));
         }
+        let missing = shard_coverage(&reports)?;
         let start_of = |r: &Report| time::parse_rfc3339_ms(&r.started_at);
         reports.sort_by_key(|r| start_of(r).unwrap_or(u64::MAX));
         let mut it = reports.into_iter();
@@ -584,6 +720,14 @@ impl Report {
                 return Err(MergeError(format!(
                     "cannot merge reports with different mode: {} and {}",
                     merged.mode, r.mode
+                )));
+            }
+            if merged.wait != r.wait {
+                let name = |w: Option<WaitPath>| w.map_or("none", WaitPath::name);
+                return Err(MergeError(format!(
+                    "cannot merge reports with different wait paths: {} and {}",
+                    name(merged.wait),
+                    name(r.wait)
                 )));
             }
             max_duration = max_duration.max(r.duration_ms);
@@ -611,9 +755,58 @@ impl Report {
             (Some(s), Some(e)) => e - s,
             _ => max_duration,
         };
+        merged.shard = None;
+        merged.missing_shards = missing;
         merged.recompute_summary();
         Ok(merged)
     }
+}
+
+/// Check the shards of reports about to be merged: every report names a
+/// shard of the same count N, or none does (unsharded reports, or merges
+/// of complete runs); no shard appears twice. Returns the shards that are
+/// missing (`None` when the set is complete or unsharded). A partial merge
+/// cannot be merged again.
+pub fn shard_coverage(reports: &[Report]) -> Result<Option<MissingShards>, MergeError> {
+    let sharded: Vec<ShardRef> = reports.iter().filter_map(|r| r.shard).collect();
+    if let Some(m) = reports.iter().find_map(|r| r.missing_shards.as_ref()) {
+        return Err(MergeError(format!(
+            "cannot merge a partial merge of {} ({m}): merge the shard reports themselves",
+            reports[0].dimensions()
+        )));
+    }
+    if sharded.is_empty() {
+        return Ok(None);
+    }
+    if sharded.len() != reports.len() {
+        return Err(MergeError(format!(
+            "cannot merge sharded and unsharded reports of {}: {} of the {} reports name no shard",
+            reports[0].dimensions(),
+            reports.len() - sharded.len(),
+            reports.len()
+        )));
+    }
+    let count = sharded[0].count;
+    if let Some(other) = sharded.iter().find(|s| s.count != count) {
+        return Err(MergeError(format!(
+            "cannot merge shards of different splits of {}: shard {} and shard {other}",
+            reports[0].dimensions(),
+            sharded[0]
+        )));
+    }
+    let mut seen = vec![false; count as usize];
+    for s in &sharded {
+        let slot = &mut seen[(s.index.max(1) - 1).min(count - 1) as usize];
+        if *slot {
+            return Err(MergeError(format!(
+                "shard {s} of {} is given twice: each shard must be merged once",
+                reports[0].dimensions()
+            )));
+        }
+        *slot = true;
+    }
+    let missing: Vec<u32> = (1..=count).filter(|i| !seen[*i as usize - 1]).collect();
+    Ok((!missing.is_empty()).then_some(MissingShards { count, missing }))
 }
 
 fn sanitize(s: &str) -> String {

@@ -134,11 +134,21 @@ fn violation_lines(out: &mut String, st: &Style, n: usize, s: &ScenarioReport, v
 pub fn render(report: &Report, color: bool) -> String {
     let st = Style { color };
     let mut out = String::new();
+    // The run's dimensions: mode, wait path, shard (when there are some).
+    let mut dims = report.mode.to_string();
+    if let Some(w) = report.wait {
+        dims.push_str(&format!("  {w}"));
+    }
+    if let Some(s) = report.shard {
+        dims.push_str(&format!("  shard {s}"));
+    }
+    if let Some(m) = &report.missing_shards {
+        dims.push_str(&format!("  PARTIAL ({m})"));
+    }
     let _ = writeln!(
         out,
-        "netfd-harness  {}  {}  seed {}  {}.{:03}s  {} {} ({} cpus)",
+        "netfd-harness  {}  {dims}  seed {}  {}.{:03}s  {} {} ({} cpus)",
         st.bold(&clean(&report.variant)),
-        report.mode,
         report.seed,
         report.duration_ms / 1000,
         report.duration_ms % 1000,

@@ -8,11 +8,18 @@
 //!   longer catches a race it is known to have caught, so it has gone blind;
 //! - the matrix lacks a report for one of the built-in variants (a variant
 //!   that was not run cannot have been caught);
-//! - a report ran no cases (nothing was checked).
+//! - the matrix lacks `fdmutex` on one of the two wait paths (the paths
+//!   share the poll-descriptor protocol, not the code that parks and wakes);
+//! - a report ran no cases (nothing was checked);
+//! - a sharded run is incomplete: a shard is missing from the reports
+//!   given, or a report is a partial merge (`harness merge
+//!   --allow-missing`). A shard given twice is bad input (exit 2).
 //!
-//! Matrix reports of the same variant and mode (shards of one matrix) are
-//! merged first, so a historical variant caught in any shard counts as
-//! caught. Run reports are judged one by one.
+//! Matrix reports of the same variant, mode and wait path (shards of one
+//! matrix) are merged first, so a historical variant caught in any shard
+//! counts as caught. Run reports that name a shard are merged with the
+//! other shards of their run (same variant, mode, wait path and seed);
+//! other run reports are judged one by one.
 //!
 //! The verdict is one line: the first regression, with the report it was
 //! found in and, for a violation, the command that replays it; the other
@@ -22,7 +29,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use super::{Report, BUILTIN_VARIANTS};
+use super::{Report, WaitPath, BUILTIN_VARIANTS};
 
 /// What a variant's report must show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,6 +126,16 @@ pub enum Problem {
     },
     /// The matrix has no report for a built-in variant.
     Missing { variant: String },
+    /// The matrix has no `fdmutex` report on this wait path.
+    MissingWaitPath { variant: String, wait: WaitPath },
+    /// Shards of a run are missing.
+    Incomplete {
+        role: Role,
+        variant: String,
+        path: String,
+        /// e.g. `shard 3/4 missing`.
+        what: String,
+    },
     /// A report ran no cases.
     Empty {
         role: Role,
@@ -192,6 +209,20 @@ impl fmt::Display for Problem {
                 "the {} report for {variant} ran no cases ({path}): nothing was checked",
                 role.name()
             ),
+            Problem::MissingWaitPath { variant, wait } => write!(
+                f,
+                "the matrix has no report for {variant} on the {wait} wait path: that path was not checked"
+            ),
+            Problem::Incomplete {
+                role,
+                variant,
+                path,
+                what,
+            } => write!(
+                f,
+                "the {} reports for {variant} are incomplete: {what} ({path}); a shard that did not run was not checked",
+                role.name()
+            ),
         }
     }
 }
@@ -201,6 +232,8 @@ impl fmt::Display for Problem {
 pub struct Row {
     pub role: Role,
     pub variant: String,
+    /// The wait path, when the report names one.
+    pub wait: Option<WaitPath>,
     pub expect: Expect,
     pub cases: u64,
     pub violations: u64,
@@ -259,14 +292,15 @@ impl Verdict {
     /// The table of judged reports and every regression, one per line.
     pub fn details(&self) -> String {
         let mut out = format!(
-            "{:<7} {:<18} {:<7} {:>7} {:>10}  {:<4}  report\n",
-            "stage", "variant", "expect", "cases", "violations", ""
+            "{:<7} {:<18} {:<6} {:<7} {:>7} {:>10}  {:<4}  report\n",
+            "stage", "variant", "wait", "expect", "cases", "violations", ""
         );
         for r in &self.rows {
             out.push_str(&format!(
-                "{:<7} {:<18} {:<7} {:>7} {:>10}  {:<4}  {}\n",
+                "{:<7} {:<18} {:<6} {:<7} {:>7} {:>10}  {:<4}  {}\n",
                 r.role.name(),
                 r.variant,
+                r.wait.map_or("-", WaitPath::name),
                 r.expect.name(),
                 r.cases,
                 r.violations,
@@ -285,6 +319,14 @@ impl Verdict {
 fn judge_one(role: Role, path: String, r: &Report, v: &mut Verdict) {
     let expect = Expect::for_variant(&r.variant);
     let before = v.problems.len();
+    if let Some(m) = &r.missing_shards {
+        v.problems.push(Problem::Incomplete {
+            role,
+            variant: r.dimensions(),
+            path: path.clone(),
+            what: m.to_string(),
+        });
+    }
     if r.summary.cases == 0 {
         v.problems.push(Problem::Empty {
             role,
@@ -340,12 +382,42 @@ fn judge_one(role: Role, path: String, r: &Report, v: &mut Verdict) {
     v.rows.push(Row {
         role,
         variant: r.variant.clone(),
+        wait: r.wait,
         expect,
         cases: r.summary.cases,
         violations: r.summary.violations,
         ok: v.problems.len() == before,
         path,
     });
+}
+
+/// `inputs` in groups of reports `same` says belong together, in
+/// first-seen order.
+fn group<'a>(
+    inputs: impl Iterator<Item = &'a Input>,
+    same: impl Fn(&Report, &Report) -> bool,
+) -> Vec<Vec<&'a Input>> {
+    let mut groups: Vec<Vec<&Input>> = Vec::new();
+    for i in inputs {
+        match groups.iter_mut().find(|g| same(&g[0].report, &i.report)) {
+            Some(g) => g.push(i),
+            None => groups.push(vec![i]),
+        }
+    }
+    groups
+}
+
+/// Merge one group of shards and judge the result; missing shards are a
+/// problem ([`Problem::Incomplete`]), a shard given twice is bad input.
+fn judge_group(role: Role, inputs: &[&Input], v: &mut Verdict) -> Result<(), String> {
+    let paths: Vec<String> = inputs
+        .iter()
+        .map(|i| i.path.display().to_string())
+        .collect();
+    let merged = Report::merge(inputs.iter().map(|i| i.report.clone()).collect())
+        .map_err(|e| format!("{}: {e}", paths.join(", ")))?;
+    judge_one(role, paths.join(" + "), &merged, v);
+    Ok(())
 }
 
 /// Judge the matrix's reports and the run reports. `Err` is bad input
@@ -356,36 +428,44 @@ pub fn judge(matrix: &[Input], runs: &[Input]) -> Result<Verdict, String> {
     }
     let mut v = Verdict::default();
     if !matrix.is_empty() {
-        // Group shards by variant and mode, keeping first-seen order.
-        let mut groups: Vec<(String, super::Mode, Vec<&Input>)> = Vec::new();
-        for i in matrix {
-            match groups
-                .iter_mut()
-                .find(|(var, m, _)| *var == i.report.variant && *m == i.report.mode)
-            {
-                Some(g) => g.2.push(i),
-                None => groups.push((i.report.variant.clone(), i.report.mode, vec![i])),
-            }
-        }
-        for (_, _, inputs) in &groups {
-            let paths: Vec<String> = inputs
-                .iter()
-                .map(|i| i.path.display().to_string())
-                .collect();
-            let merged = Report::merge(inputs.iter().map(|i| i.report.clone()).collect())
-                .map_err(|e| format!("{}: {e}", paths.join(", ")))?;
-            judge_one(Role::Matrix, paths.join(" + "), &merged, &mut v);
+        let groups = group(matrix.iter(), |a, b| {
+            a.variant == b.variant && a.mode == b.mode && a.wait == b.wait
+        });
+        for inputs in &groups {
+            judge_group(Role::Matrix, inputs, &mut v)?;
         }
         for name in BUILTIN_VARIANTS {
-            if !groups.iter().any(|(var, _, _)| var == name) {
+            if !groups.iter().any(|g| g[0].report.variant == name) {
                 v.problems.push(Problem::Missing {
                     variant: name.to_owned(),
                 });
             }
         }
+        // The production protocol is checked on both wait paths.
+        let clean = "fdmutex";
+        if groups.iter().any(|g| g[0].report.variant == clean) {
+            for wait in WaitPath::ALL {
+                let has = |g: &&Vec<&Input>| {
+                    g[0].report.variant == clean && g[0].report.wait == Some(wait)
+                };
+                if !groups.iter().any(|g| has(&g)) {
+                    v.problems.push(Problem::MissingWaitPath {
+                        variant: clean.to_owned(),
+                        wait,
+                    });
+                }
+            }
+        }
     }
-    for i in runs {
+    let (sharded, whole): (Vec<&Input>, Vec<&Input>) =
+        runs.iter().partition(|i| i.report.shard.is_some());
+    for i in whole {
         judge_one(Role::Run, i.path.display().to_string(), &i.report, &mut v);
+    }
+    for inputs in group(sharded.into_iter(), |a, b| {
+        a.variant == b.variant && a.mode == b.mode && a.wait == b.wait && a.seed == b.seed
+    }) {
+        judge_group(Role::Run, &inputs, &mut v)?;
     }
     Ok(v)
 }

@@ -332,3 +332,77 @@ pub fn close_returns_after_final_close<S: Sock>(path: WaitPath, judge: Judge) {
     }
     finish(s);
 }
+
+/// Two readers on one side, data for both: the second queues on the read
+/// lock while the first holds it, and the first's unlock must hand the lock
+/// on (an unlock that forgets the next waiter of the same side leaves it
+/// queued forever: a loom deadlock). Close runs once both have read, so
+/// nothing but the hand-off can release the queued reader.
+pub fn two_readers_hand_off_then_close<S: Sock>(path: WaitPath) {
+    let (fd, s) = open::<S>(File::stream(2), path);
+    let r1 = spawn(&s, |s| s.read(&mut [0; 1]));
+    let r2 = spawn(&s, |s| s.read(&mut [0; 1]));
+    for (what, r) in [("first read", r1), ("second read", r2)] {
+        match r.join().unwrap() {
+            Ok(1) => {}
+            other => panic!(
+                "netfd-loom: {what} of two on one side with a byte each returned {other:?}; \
+                 expected 1 byte"
+            ),
+        }
+    }
+    close(&*s, fd).expect("close");
+    finish(s);
+}
+
+/// The same for two writers (room in the send buffer for both).
+pub fn two_writers_hand_off_then_close<S: Sock>(path: WaitPath) {
+    let (fd, s) = open::<S>(File::stream(0), path);
+    let w1 = spawn(&s, |s| s.write(b"a"));
+    let w2 = spawn(&s, |s| s.write(b"b"));
+    for (what, w) in [("first write", w1), ("second write", w2)] {
+        match w.join().unwrap() {
+            Ok(1) => {}
+            other => {
+                panic!("netfd-loom: {what} of two on one side returned {other:?}; expected 1 byte")
+            }
+        }
+    }
+    close(&*s, fd).expect("close");
+    finish(s);
+}
+
+/// A read parked for data that never comes; another thread sets its
+/// deadline in the past. The change must wake it to re-evaluate and fail
+/// with the timeout: no Close, no data and no timer can end the read
+/// otherwise (a deadline stored without a wake-up is a loom deadlock).
+/// Close runs after the read has returned.
+pub fn deadline_set_past_wakes_parked_reader<S: Sock>(path: WaitPath) {
+    let (fd, s) = open::<S>(File::EMPTY_STREAM, path);
+    let r = spawn(&s, |s| s.read(&mut [0; 4]));
+    let d = spawn(&s, |s| s.set_deadline(Dir::Read, Some(at(0))));
+    d.join().unwrap().expect("set_deadline");
+    match r.join().unwrap() {
+        Err(e) if error::is_timeout(&e) => {}
+        other => panic!(
+            "netfd-loom: parked read whose deadline was set in the past returned {other:?}; \
+             expected the timeout"
+        ),
+    }
+    close(&*s, fd).expect("close");
+    finish(s);
+}
+
+/// A socket used and then dropped without Close: dropping the last handle
+/// must release the number (the kernel's leak check fails otherwise), after
+/// a read that found data, so that the drop runs with the lock word back at
+/// rest.
+pub fn drop_without_close_keeps_no_number<S: Sock>(path: WaitPath) {
+    let (_fd, s) = open::<S>(File::stream(1), path);
+    let r = spawn(&s, |s| s.read(&mut [0; 4]));
+    assert!(
+        matches!(r.join().unwrap(), Ok(1)),
+        "netfd-loom: read with a byte waiting did not return it"
+    );
+    finish(s);
+}

@@ -1,0 +1,144 @@
+//! The late-deadline rule (`no_late_deadline`, kind `late_deadline`): an
+//! operation parked when its deadline passes returns within [`TOLERANCE`]
+//! of the deadline, unless Close or readiness came first.
+//!
+//! Protocol. For a Read/ReadFrom (read direction) or Write/WriteTo (write
+//! direction) on connection `c` that began at `start` and returned at `end`:
+//! - the deadline that was surely in force is the last SetDeadline of that
+//!   direction that completed before `end` with no other SetDeadline of the
+//!   direction begun after it and before `end` (a racing pair may take
+//!   effect in either order: then nothing is judged);
+//! - it is due at `due = max(at, its SetDeadline's return, start)`: a
+//!   deadline set in the past while the op was parked is due when the set
+//!   returned, as SetDeadline must wake the op to re-evaluate;
+//! - if `end > due + TOLERANCE`, the op was late — unless something else
+//!   that ends a parked op came first: the connection's Close, or a peer
+//!   write or peer close (readiness) began before `due + TOLERANCE`. Which
+//!   result the op returned does not matter: a read that got the closed
+//!   error from teardown's Close, or data, long after its deadline, had to
+//!   time out before.
+//!
+//! What it catches: a deadline change that is stored but does not wake the
+//! parked op (the op then returns only when teardown closes it), a timer
+//! that never fires, a poll timeout computed from a stale deadline.
+//!
+//! The tolerance is generous on purpose: the rule must never flake on a
+//! loaded 2-core machine, where a woken thread may wait tens of ms for a
+//! CPU, and in controlled mode for its turn as well. 500 ms is half the
+//! hang bound's default and ten times the lateness seen from the poll
+//! server under load (p99 ≤ 13 ms with 10,000 timers, README Performance).
+
+use super::judge::{count_check, found_here, record};
+use super::{conn_of, Case};
+use crate::report::ViolationKind;
+use crate::scenario::Op;
+use std::time::{Duration, Instant};
+
+/// How late after its deadline a parked op may return.
+pub const TOLERANCE: Duration = Duration::from_millis(500);
+
+/// Judge one op on `conn` in direction `dir` (0 read, 1 write) that ran
+/// from `start` to `end`.
+pub(super) fn judge_late(
+    case: &Case,
+    me: usize,
+    op: &Op,
+    conn: usize,
+    dir: usize,
+    start: Instant,
+    end: Instant,
+) {
+    let slot = &case.conns[conn];
+    let Some(due) = due(case, conn, dir, start, end) else {
+        return;
+    };
+    count_check(case, ViolationKind::LateDeadline);
+    let limit = due + TOLERANCE;
+    if end <= limit {
+        return;
+    }
+    let closed_at = *slot.closed_at.lock().unwrap_or_else(|e| e.into_inner());
+    let peer_events = slot.peer_events.lock().unwrap_or_else(|e| e.into_inner());
+    let excused = closed_at.is_some_and(|t| t <= limit)
+        || peer_events.iter().any(|&t| t >= start && t <= limit);
+    if excused {
+        return;
+    }
+    let owner = conn_of(case, conn).map_or(netfd::probe::OwnerId::NONE, |c| c.owner());
+    record(
+        case,
+        found_here(
+            case,
+            me,
+            ViolationKind::LateDeadline,
+            op,
+            owner,
+            format!(
+                "{op} was parked when its deadline passed ({:?} into the op) and returned {:?} after it, more than the {TOLERANCE:?} allowed, with no Close or readiness before",
+                due.saturating_duration_since(start),
+                end.saturating_duration_since(due)
+            ),
+        ),
+    );
+}
+
+/// When the deadline surely in force for an op on `conn` in `dir` that
+/// began at `start` is due, judged at `end` (see the module docs); `None`
+/// when there is none or it is ambiguous.
+fn due(case: &Case, conn: usize, dir: usize, start: Instant, end: Instant) -> Option<Instant> {
+    let slot = &case.conns[conn];
+    let installed = *slot.installed_at.lock().unwrap_or_else(|e| e.into_inner());
+    {
+        let d = slot.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+        // Only this connection's: a slot refilled by dial or accept keeps
+        // the sets made on the one before.
+        let sets: Vec<&super::DeadlineSet> = d[dir]
+            .iter()
+            .filter(|s| installed.is_none_or(|t| s.start >= t))
+            .collect();
+        // The last set that completed before the op returned...
+        let (i, last) = sets
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.end.is_some_and(|e| e <= end))
+            .map(|(i, s)| (i, *s))
+            .max_by_key(|(_, s)| s.end)?;
+        // ...with no other overlapping it or begun after it before the op
+        // returned (either could be the one in force).
+        let raced = sets
+            .iter()
+            .enumerate()
+            .any(|(j, &s)| j != i && s.start <= end && s.end.is_none_or(|e| e >= last.start));
+        if raced {
+            return None;
+        }
+        let at = last.at?;
+        let set_end = last.end.unwrap_or(end);
+        Some(at.max(set_end).max(start))
+    }
+}
+
+/// Whether a thread is still inside a read or write whose deadline fell due
+/// less than [`TOLERANCE`] (plus a margin) ago: the supervisor then keeps
+/// the case running, so that such an op is either back by then or is
+/// closed late by teardown and judged late, instead of being rescued by a
+/// teardown Close right after its deadline.
+pub(super) fn overdue_op_running(case: &Case) -> bool {
+    let now = Instant::now();
+    let window = TOLERANCE + Duration::from_millis(100);
+    (0..case.scenario.threads.len()).any(|t| {
+        let cur = *case.current_op[t].lock().unwrap_or_else(|e| e.into_inner());
+        let Some((i, started)) = cur else {
+            return false;
+        };
+        let dir = match case.scenario.threads[t].ops[i] {
+            Op::Read { .. } | Op::ReadFrom { .. } => 0,
+            Op::Write { .. } | Op::WriteTo { .. } => 1,
+            _ => return false,
+        };
+        let Some(conn) = case.scenario.threads[t].ops[i].conn() else {
+            return false;
+        };
+        due(case, conn, dir, started, now).is_some_and(|d| d <= now && now < d + window)
+    })
+}
