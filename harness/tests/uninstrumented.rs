@@ -225,6 +225,9 @@ fn std_net_with_shutdown_to_cancel_never_reuses_a_number_but_leaks_it() {
             // std has timeouts, not absolute deadlines: the only error
             // outside its contract.
             BadError if v.op.starts_with("set_deadline") => {}
+            // A timeout set while a read is blocked applies to the next
+            // read only: moving a parked op's deadline does not reach it.
+            LateDeadline if sc.name.starts_with("deadline_") => {}
             _ => panic!("{}: {} {}: {}", sc.name, v.kind, v.op, v.message),
         }
     }

@@ -23,8 +23,9 @@
 //!   fixed timeouts stay as fallbacks for a kernel without `/proc`, and are
 //!   counted when they fire ([`super::CaseTimings`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Time between the two kernel samples that show a thread slept
@@ -54,6 +55,7 @@ impl Events {
     /// Record the calling thread as the case's thread `t`.
     pub(super) fn register(&self, t: usize) {
         if let (Some(slot), Some(tid)) = (self.tids.get(t), current_tid()) {
+            prepare_sampling(tid);
             slot.store(tid, Ordering::Release);
         }
     }
@@ -128,10 +130,67 @@ pub fn current_tid() -> Option<i32> {
     link.file_name()?.to_str()?.parse().ok()
 }
 
+/// Above the numbers a case's sockets get (the kernel hands out the lowest
+/// free one), below any sane descriptor limit.
+const STATUS_FD_MIN: i32 = 512;
+
+/// Thread `tid`'s `/proc` status file, opened once and kept at a high
+/// number. Opening it anew at every look took the lowest free number: the
+/// one a case's Close had just released and its churner was about to get,
+/// so the harness itself became the socket a stale call "reached", and
+/// whether it did depended on when it looked (saved cases did not replay).
+static STATUS_FILES: Mutex<Option<HashMap<i32, Arc<std::fs::File>>>> = Mutex::new(None);
+
+fn status_file(tid: i32) -> Option<Arc<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    let mut files = STATUS_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    let files = files.get_or_insert_with(HashMap::new);
+    if let Some(f) = files.get(&tid) {
+        return Some(f.clone());
+    }
+    let low = std::fs::File::open(format!("/proc/self/task/{tid}/status")).ok()?;
+    let file = match crate::intercept::raw::dup_above(low.as_raw_fd(), STATUS_FD_MIN) {
+        Ok(high) => std::fs::File::from(high),
+        Err(_) => low,
+    };
+    let file = Arc::new(file);
+    files.insert(tid, file.clone());
+    Some(file)
+}
+
+/// Open thread `tid`'s status file ahead of the first look (a case thread
+/// does it as it registers, before its ops run).
+pub fn prepare_sampling(tid: i32) {
+    let _own = crate::intercept::reported();
+    let _ = status_file(tid);
+}
+
+fn read_status(tid: i32) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    for _ in 0..2 {
+        let file = status_file(tid)?;
+        let mut buf = vec![0u8; 4096];
+        match file.read_at(&mut buf, 0) {
+            Ok(n) if n > 0 => {
+                buf.truncate(n);
+                return String::from_utf8(buf).ok();
+            }
+            // The thread is gone (its id may be reused): open afresh.
+            _ => {
+                let mut files = STATUS_FILES.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(files) = files.as_mut() {
+                    files.remove(&tid);
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Sample thread `tid` of this process; `None` if `/proc` cannot say.
 pub fn sample(tid: i32) -> Option<KernelSample> {
     let _own = crate::intercept::reported();
-    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
+    let status = read_status(tid)?;
     let field = |name: &str| {
         status
             .lines()

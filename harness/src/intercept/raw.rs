@@ -75,3 +75,19 @@ pub unsafe fn none_ready(fds: *const libc::pollfd, n: usize) -> bool {
     };
     n == 0
 }
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above, for the
+/// harness's own long-lived descriptors: kept clear of the low numbers the
+/// kernel hands to the sockets under test, so the harness never takes a
+/// number a case has just freed.
+pub fn dup_above(fd: RawFd, min: RawFd) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC takes an int and touches no memory; a bad
+    // `fd` or `min` is an error return.
+    let n = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, min) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just created descriptor `n`; nothing else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(n as RawFd) })
+}
