@@ -13,6 +13,15 @@ use netfd::Variant;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The tests of this file run one at a time: a historical variant closes
+/// numbers it no longer owns (naive-close's double close), and in one
+/// process such a stray Close can hit another test's sockets.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    ALONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A minimal case whose violation the harness's own end-of-case Close
 /// provokes (two readers parked, nothing else closes) races that Close
 /// against the woken threads outside the schedule, so it replays in some
@@ -86,16 +95,19 @@ fn found_shrunk_and_replayed(variant: Variant) {
 
 #[test]
 fn generated_cases_catch_naive_close() {
+    let _alone = alone();
     found_shrunk_and_replayed(Variant::NaiveClose);
 }
 
 #[test]
 fn generated_cases_catch_go2009_refcount() {
+    let _alone = alone();
     found_shrunk_and_replayed(Variant::Go2009Refcount);
 }
 
 #[test]
 fn generated_cases_catch_go2009_closeack() {
+    let _alone = alone();
     found_shrunk_and_replayed(Variant::Go2009CloseAck);
 }
 
@@ -103,6 +115,7 @@ fn generated_cases_catch_go2009_closeack() {
 /// generated cases still find it in `naive-close` within a few hundred.
 #[test]
 fn generated_cases_find_fd_reuse_in_naive_close() {
+    let _alone = alone();
     let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(Variant::NaiveClose));
     let mut cfg = GenConfig::new(Mode::Controlled, 3, 1500);
     cfg.hang_bound = Duration::from_millis(300);

@@ -133,13 +133,15 @@ fn saved_case_replays_alone_and_beside_others() {
         let mut cc = CaseConfig::new(Mode::Controlled, i);
         cc.hang_bound = Duration::from_millis(300);
         cc.schedule = case.schedule.clone().unwrap_or_default();
-        exec::run_case(naive.clone(), &case, &cc).expect("replay")
+        exec::run_case(naive.clone(), &case, &cc)
     };
     // Not 100 of 100: a minimal naive-close case whose violation the
     // end-of-case Close provokes races that Close outside the schedule
     // (README, "Generation results"); seen missing 1–2 replays in 100. The
     // bound is generous so it measures replay, not luck.
-    let alone: Vec<_> = (0..100).map(|i| interleaving(&replay(i))).collect();
+    let alone: Vec<_> = (0..100)
+        .map(|i| interleaving(&replay(i).expect("replay alone")))
+        .collect();
     let expected = alone.iter().find(|got| got.0).cloned().unwrap_or_default();
     let missed_alone = alone.iter().filter(|got| !got.0).count();
     eprintln!(
@@ -153,20 +155,28 @@ fn saved_case_replays_alone_and_beside_others() {
     );
     // Beside others: every fourth job is the saved case, the rest fdmutex
     // generated cases (not judged: the saved case's stale calls may land on
-    // their sockets).
+    // their sockets, even close their listeners before the case has set
+    // up). A replay that could not be set up beside the others (naive-close's
+    // stray Close of another replay's number) gets one more try alone, as
+    // `harness run --jobs` does (gen/runner.rs).
     let fdmutex: Arc<dyn Target> = Arc::new(NetfdTarget::new(Variant::FdMutex));
     let neighbours = GenConfig::new(Mode::Controlled, 99, 1);
-    let job = |k: usize| -> Option<(bool, Vec<usize>)> {
+    let job = |k: usize| {
         if k % 4 == 0 {
-            return Some(interleaving(&replay(k as u64)));
+            return Some(replay(k as u64).map(|o| interleaving(&o)));
         }
         let drawn = draw(k as u64);
-        gen::run_one_case(&fdmutex, &neighbours, &drawn).expect("neighbour");
+        let _ = gen::run_one_case(&fdmutex, &neighbours, &drawn);
         None
     };
     let results = parallel::run_ordered(4, 160, &|_| true, &job, &|_| false);
     assert_eq!(results.len(), 160);
-    let replays: Vec<_> = results.into_iter().flatten().collect();
+    let replays: Vec<_> = results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(k, r)| Some((k, r?)))
+        .map(|(k, r)| r.unwrap_or_else(|_| interleaving(&replay(k as u64).expect("replay alone"))))
+        .collect();
     assert_eq!(replays.len(), 40);
     // Beside other cases the same limit holds, at the same generous bound.
     let missed: Vec<_> = replays.iter().filter(|got| !got.0).collect();

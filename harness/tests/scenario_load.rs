@@ -324,9 +324,9 @@ fn semantic_rules() {
 
     let text = TEMPLATE
         .replace("@OPS@", r#"{ "op": "close", "conn": 0 }"#)
-        .replace("\n  ]\n}", "\n  ],\n  \"schedule\": [0, 1, 2]\n}");
+        .replace("\n  ]\n}", "\n  ],\n  \"schedule\": [0, 1, 3]\n}");
     let (err, line) = load_err(&text);
-    assert!(line.contains("schedule entry 2 names thread 2"), "{line}");
+    assert!(line.contains("schedule entry 2 names thread 3"), "{line}");
     assert_eq!(err.line, pos_of(&text, "\"schedule\"").0, "{line}");
 
     // UDP: no slots, no dial; peer ops only on pre-established connections.

@@ -23,6 +23,10 @@ pub(super) struct CaseProbe {
     pub(super) case: Arc<Case>,
     pub(super) thread: usize,
     pub(super) jitter: Mutex<Rng>,
+    /// The teardown closer's index in the controlled schedule (its ledger
+    /// thread is [`HARNESS_THREAD`]; the harness's other calls, setup and
+    /// the final sweep, are not scheduled).
+    pub(super) closer: Option<usize>,
 }
 
 impl CaseProbe {
@@ -31,6 +35,15 @@ impl CaseProbe {
             case,
             thread,
             jitter: Mutex::new(Rng::new(seed)),
+            closer: None,
+        }
+    }
+
+    /// The probe of the teardown closer, scheduled as thread `slot`.
+    pub(super) fn closer(case: Arc<Case>, slot: Option<usize>) -> CaseProbe {
+        CaseProbe {
+            closer: slot,
+            ..CaseProbe::new(case, HARNESS_THREAD, 0)
         }
     }
 
@@ -43,6 +56,13 @@ impl CaseProbe {
     /// before blocking, queueing for it after waking; jitter in free mode.
     pub(super) fn schedule(&self, point: SyncPoint) {
         if self.thread == HARNESS_THREAD {
+            if let Some(me) = self.closer {
+                match point {
+                    SyncPoint::BeforePark => self.case.sched.park(me),
+                    SyncPoint::AfterWake => self.case.sched.unpark(me),
+                    _ => self.case.sched.switch_at(me, Some(point)),
+                }
+            }
             return;
         }
         let parked = &self.case.parked[self.thread];

@@ -28,8 +28,16 @@
 //!   another thread). Only if the kernel cannot say does the turn move after
 //!   [`STALL`] without progress (the *stall fallback*). Both are counted. The taken-over thread rejoins
 //!   the queue at its next switch point.
+//! - Teardown is scheduled too. The harness's closer, which closes what the
+//!   case left open, joins as one more thread and takes the turn
+//!   ([`enter_closer`](Scheduler::enter_closer)); its Closes switch at sync
+//!   points like any op. When it has closed everything it waits for the
+//!   threads its closes woke to queue ([`closer_done`](Scheduler::closer_done))
+//!   before the turn goes on, so what runs after a teardown Close is the
+//!   schedule's decision, not the kernel's wake-up order.
 //! - Every decision is recorded ([`taken`](Scheduler::taken)): replaying a
-//!   case with the recorded schedule repeats the interleaving.
+//!   case with the recorded schedule repeats the interleaving, teardown
+//!   included.
 
 use super::events::{self, KernelSample, CONFIRM};
 use super::pct::Pct;
@@ -58,7 +66,16 @@ struct State {
     taken: Vec<usize>,
     progress: u64,
     started: bool,
-    /// Teardown: the schedule no longer applies, every thread runs freely.
+    /// The scenario's threads; past them, index `threads` is the
+    /// harness's closer once teardown has begun.
+    threads: usize,
+    /// Teardown has begun: the closer is a thread of the schedule.
+    teardown: bool,
+    /// The closer has finished and waits for the threads its closes woke
+    /// to come back: nobody takes the turn meanwhile.
+    holding: bool,
+    /// The schedule no longer applies, every thread runs freely (only if
+    /// the closer could not be started).
     released: bool,
     /// Take-overs after the full [`STALL`], and the time they waited.
     stall_fallbacks: u64,
@@ -102,6 +119,9 @@ impl Scheduler {
                 taken: Vec::new(),
                 progress: 0,
                 started: false,
+                threads,
+                teardown: false,
+                holding: false,
                 released: false,
                 stall_fallbacks: 0,
                 stall_wait: Duration::ZERO,
@@ -180,8 +200,11 @@ impl Scheduler {
         } else {
             None
         };
-        if st.current == Some(me) || st.current.is_none() {
+        if (st.current == Some(me) || st.current.is_none()) && !st.holding {
             self.pick(&mut st, keep);
+        }
+        if st.holding {
+            self.cv.notify_all();
         }
         self.wait_turn(st, me);
     }
@@ -206,9 +229,11 @@ impl Scheduler {
             return;
         }
         st.status[me] = Status::Ready;
-        if st.current.is_none() {
+        if st.current.is_none() && !st.holding {
             self.pick(&mut st, None);
         }
+        // The closer may be waiting for this thread to come back.
+        self.cv.notify_all();
         self.wait_turn(st, me);
     }
 
@@ -216,16 +241,77 @@ impl Scheduler {
     pub fn done(&self, me: usize) {
         let mut st = self.lock();
         st.status[me] = Status::Done;
-        if st.current == Some(me) || st.current.is_none() {
+        if st.current == Some(me) {
             st.current = None;
+        }
+        if st.current.is_none() && !st.holding {
+            self.pick(&mut st, None);
+        }
+        self.cv.notify_all();
+    }
+
+    /// Teardown begins, on the harness's closer thread: the closer joins
+    /// the schedule as thread `threads` and takes the turn at once. That is
+    /// not a decision of the schedule (nothing is recorded): teardown
+    /// begins when the supervisor sees every thread parked or done, the
+    /// same state in a replay. A thread still holding the turn (a case
+    /// taken as stuck) is taken over, as a stalled one would be, and
+    /// rejoins the queue at its next switch point. Returns the closer's
+    /// index, for its probe.
+    pub fn enter_closer(&self) -> usize {
+        let tid = events::current_tid();
+        let mut st = self.lock();
+        let me = st.status.len();
+        st.teardown = true;
+        if let Some(c) = st.current {
+            st.status[c] = Status::Away;
+        }
+        st.status.push(Status::Running);
+        st.tids.push(tid);
+        st.current = Some(me);
+        st.watch = None;
+        st.progress += 1;
+        self.cv.notify_all();
+        me
+    }
+
+    /// The closer has closed everything. Before the turn goes back to the
+    /// schedule, wait (until `until`) for the threads its closes woke to
+    /// come back from the kernel and queue: which of them runs next is then
+    /// the schedule's decision, not the order in which the kernel woke
+    /// them. A thread that does not come back by `until` (a hang) rejoins
+    /// the queue whenever it does.
+    pub fn closer_done(&self, me: usize, until: Instant) {
+        let mut st = self.lock();
+        st.status[me] = Status::Done;
+        if st.current != Some(me) {
+            // Taken over while it closed: the turn is already elsewhere.
+            self.cv.notify_all();
+            return;
+        }
+        st.current = None;
+        st.holding = true;
+        while st.status.contains(&Status::Away) {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            st = self
+                .cv
+                .wait_timeout(st, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        st.holding = false;
+        if st.current.is_none() {
             self.pick(&mut st, None);
         }
         self.cv.notify_all();
     }
 
     /// End the controlled interleaving: every thread runs freely from now on
-    /// (the case is being torn down; Close must reach parked threads and
-    /// threads waiting for a turn alike).
+    /// (the fallback when the closer thread cannot be started: Close must
+    /// still reach parked threads and threads waiting for a turn alike).
     pub fn release_all(&self) {
         let mut st = self.lock();
         st.released = true;
@@ -248,10 +334,16 @@ impl Scheduler {
         let eligible =
             |st: &State, t: usize| matches!(st.status[t], Status::Ready | Status::Running);
         let next = if st.cursor < st.choices.len() {
-            let want = st.choices[st.cursor] % n.max(1);
+            // An entry names a scenario thread, or in teardown the closer
+            // (index `threads`); other values wrap over the scenario's
+            // threads, as they always have.
+            let c = st.choices[st.cursor];
+            let want = if c < n { c } else { c % st.threads.max(1) };
             st.cursor += 1;
             (0..n).map(|k| (want + k) % n).find(|&t| eligible(st, t))
-        } else if st.pct.is_some() {
+        } else if st.pct.is_some() && !st.teardown {
+            // PCT's priorities are the scenario threads'; teardown keeps
+            // the running thread, below.
             let decision = st.syscall_points;
             let running = keep.or(st.current);
             let status = st.status.clone();
@@ -285,7 +377,7 @@ impl Scheduler {
             if st.status[me] == Status::Away {
                 st.status[me] = Status::Ready;
             }
-            if st.started && st.current.is_none() {
+            if st.started && st.current.is_none() && !st.holding {
                 self.pick(&mut st, None);
                 continue;
             }

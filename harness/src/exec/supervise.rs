@@ -12,9 +12,9 @@
 
 use super::events::{self, KernelSample, CONFIRM};
 use super::judge::{check_drained, record};
-use super::ops::{CaseProbe, HARNESS_THREAD};
+use super::ops::CaseProbe;
 use super::{conn_of, listener_of, thread_name, Case, CaseTimings, Found};
-use crate::report::ViolationKind;
+use crate::report::{Mode, ViolationKind};
 use crate::scenario::Op;
 use netfd::probe;
 use std::collections::HashSet;
@@ -113,20 +113,24 @@ pub(super) fn supervise(
     }
     timings.run = run_started.elapsed();
     // Phase 2: close everything still open; blocked ops must return. The
-    // schedule stops here, and the closes run on their own thread so a
-    // Close that never returns is a hang, not a stuck harness.
+    // closes run on their own thread, so a Close that never returns is a
+    // hang, not a stuck harness; in controlled mode that thread joins the
+    // schedule (sched.rs), so a replay repeats teardown too.
     case.tearing_down.store(true, Ordering::SeqCst);
-    case.sched.release_all();
     let closed_at = Instant::now();
     let closed = Arc::new(AtomicBool::new(false));
     let closer = {
         let case = case.clone();
         let closed = closed.clone();
         super::pool::spawn(move || {
-            let probe = Arc::new(CaseProbe::new(case.clone(), HARNESS_THREAD, 0));
+            let slot = (case.mode == Mode::Controlled).then(|| case.sched.enter_closer());
+            let probe = Arc::new(CaseProbe::closer(case.clone(), slot));
             let _guard = probe::install(probe.clone());
             let _observer = case.observe.then(|| crate::intercept::install(&*probe));
             close_all(&case);
+            if let Some(me) = slot {
+                case.sched.closer_done(me, closed_at + bound / 2);
+            }
             closed.store(true, Ordering::Release);
             case.events.pulse();
         })
@@ -134,6 +138,8 @@ pub(super) fn supervise(
     if closer.is_ok() {
         case.events
             .wait_for(|| closed.load(Ordering::Acquire), closed_at + bound);
+    } else {
+        case.sched.release_all();
     }
     case.events.wait_for(all_done, closed_at + bound);
     timings.teardown = closed_at.elapsed();

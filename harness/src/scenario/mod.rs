@@ -74,7 +74,9 @@ pub struct Scenario {
     pub slots: usize,
     /// The threads (1 to 4), each with its ops in program order.
     pub threads: Vec<ThreadSpec>,
-    /// Controlled mode: the index of the thread to run at each switch.
+    /// Controlled mode: the index of the thread to run at each switch; the
+    /// index one past the last thread is the harness's teardown closer,
+    /// which joins the schedule when the case is torn down.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Vec<usize>>,
     /// Free text: what a correct implementation does in this scenario.

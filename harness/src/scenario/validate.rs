@@ -422,13 +422,14 @@ fn check_schedule(c: &mut Checker<'_>) {
     if let Some((i, &t)) = schedule
         .iter()
         .enumerate()
-        .find(|(_, &t)| t >= s.threads.len())
+        .find(|(_, &t)| t > s.threads.len())
     {
         c.err(
             format!("/schedule/{i}"),
             format!(
-                "schedule entry {i} names thread {t}; the scenario has threads 0..={}",
-                s.threads.len().saturating_sub(1)
+                "schedule entry {i} names thread {t}; the scenario has threads 0..={} and {} is the teardown closer",
+                s.threads.len().saturating_sub(1),
+                s.threads.len()
             ),
         );
     }
