@@ -4,6 +4,9 @@
 //!
 //! Protocol. For a Read/ReadFrom (read direction) or Write/WriteTo (write
 //! direction) on connection `c` that began at `start` and returned at `end`:
+//! - only SetDeadlines made on the socket the op ran on count: a slot's
+//!   socket may be replaced while the op runs (a dial and an accept filling
+//!   one slot), and a deadline set on its successor is not the op's;
 //! - the deadline that was surely in force is the last SetDeadline of that
 //!   direction that completed before `end` with no other SetDeadline of the
 //!   direction begun after it and before `end` (a racing pair may take
@@ -32,6 +35,8 @@ use super::judge::{count_check, found_here, record};
 use super::{conn_of, Case};
 use crate::report::ViolationKind;
 use crate::scenario::Op;
+use crate::target::Conn;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How late after its deadline a parked op may return.
@@ -39,17 +44,19 @@ pub const TOLERANCE: Duration = Duration::from_millis(500);
 
 /// Judge one op on `conn` in direction `dir` (0 read, 1 write) that ran
 /// from `start` to `end`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn judge_late(
     case: &Case,
     me: usize,
     op: &Op,
     conn: usize,
+    socket: &Arc<dyn Conn>,
     dir: usize,
     start: Instant,
     end: Instant,
 ) {
     let slot = &case.conns[conn];
-    let Some(due) = due(case, conn, dir, start, end) else {
+    let Some(due) = due(case, conn, socket, dir, start, end) else {
         return;
     };
     count_check(case, ViolationKind::LateDeadline);
@@ -64,7 +71,7 @@ pub(super) fn judge_late(
     if excused {
         return;
     }
-    let owner = conn_of(case, conn).map_or(netfd::probe::OwnerId::NONE, |c| c.owner());
+    let owner = socket.owner();
     record(
         case,
         found_here(
@@ -82,20 +89,24 @@ pub(super) fn judge_late(
     );
 }
 
-/// When the deadline surely in force for an op on `conn` in `dir` that
-/// began at `start` is due, judged at `end` (see the module docs); `None`
-/// when there is none or it is ambiguous.
-fn due(case: &Case, conn: usize, dir: usize, start: Instant, end: Instant) -> Option<Instant> {
+/// When the deadline surely in force for an op on `socket` (connection
+/// `conn`) in `dir` that began at `start` is due, judged at `end` (see the
+/// module docs); `None` when there is none or it is ambiguous.
+fn due(
+    case: &Case,
+    conn: usize,
+    socket: &Arc<dyn Conn>,
+    dir: usize,
+    start: Instant,
+    end: Instant,
+) -> Option<Instant> {
     let slot = &case.conns[conn];
-    let installed = *slot.installed_at.lock().unwrap_or_else(|e| e.into_inner());
     {
         let d = slot.deadlines.lock().unwrap_or_else(|e| e.into_inner());
-        // Only this connection's: a slot refilled by dial or accept keeps
-        // the sets made on the one before.
-        let sets: Vec<&super::DeadlineSet> = d[dir]
-            .iter()
-            .filter(|s| installed.is_none_or(|t| s.start >= t))
-            .collect();
+        // Only this socket's: a slot refilled by dial or accept keeps the
+        // sets made on the one before, and may be refilled while the op
+        // runs on the one before.
+        let sets: Vec<&super::DeadlineSet> = d[dir].iter().filter(|s| s.set_on(socket)).collect();
         // The last set that completed before the op returned...
         let (i, last) = sets
             .iter()
@@ -139,6 +150,12 @@ pub(super) fn overdue_op_running(case: &Case) -> bool {
         let Some(conn) = case.scenario.threads[t].ops[i].conn() else {
             return false;
         };
-        due(case, conn, dir, started, now).is_some_and(|d| d <= now && now < d + window)
+        // The slot's socket now: the op's own, unless the slot was refilled
+        // meanwhile (then the op is not waited for, and a teardown Close
+        // before its tolerance is over leaves it unjudged, not misjudged).
+        let Some(socket) = conn_of(case, conn) else {
+            return false;
+        };
+        due(case, conn, &socket, dir, started, now).is_some_and(|d| d <= now && now < d + window)
     })
 }

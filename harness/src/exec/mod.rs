@@ -168,9 +168,6 @@ struct ConnSlot {
     closed_at: Mutex<Option<Instant>>,
     /// When each peer_write / peer_close began: readiness for a parked op.
     peer_events: Mutex<Vec<Instant>>,
-    /// When a dial or accept last filled this slot (`None`: set up before
-    /// the threads started).
-    installed_at: Mutex<Option<Instant>>,
 }
 
 impl ConnSlot {
@@ -195,13 +192,24 @@ impl ConnSlot {
 /// One `set_deadline` on a connection, for judging timeouts. Concurrent
 /// SetDeadlines may take effect in any order, so which one is in effect is
 /// known only once one of them has completed strictly after another began.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 struct DeadlineSet {
     /// When the op began (before calling the target).
     start: Instant,
     /// When the target's call returned; `None` while it is in progress.
     end: Option<Instant>,
     at: Option<Instant>,
+    /// The socket it was set on. A slot's socket can be replaced while an
+    /// op runs on the old one (a dial and an accept filling one slot): a
+    /// deadline set on the new socket is not the old one's. Weak, so the
+    /// socket is not kept open, and its address is not reused meanwhile.
+    socket: std::sync::Weak<dyn Conn>,
+}
+
+impl DeadlineSet {
+    fn set_on(&self, socket: &Arc<dyn Conn>) -> bool {
+        std::ptr::addr_eq(self.socket.as_ptr(), Arc::as_ptr(socket))
+    }
 }
 
 struct ListenerSlot {

@@ -161,7 +161,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             let Some(c) = conn_of(case, conn) else { return };
             let mut buf = vec![0u8; bytes.max(1)];
             let r = c.read(&mut buf);
-            super::deadline::judge_late(case, me, op, conn, 0, started, Instant::now());
+            super::deadline::judge_late(case, me, op, conn, &c, 0, started, Instant::now());
             match r {
                 Ok(n) => check_bytes(case, me, op, conn, c.owner(), &buf[..n]),
                 Err(e) => judge_error(case, me, op, conn, &*c, Some((0, started)), &e),
@@ -171,7 +171,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             let Some(c) = conn_of(case, conn) else { return };
             let buf = vec![case.tags.sent_by_local(conn); bytes.max(1)];
             let r = c.write(&buf);
-            super::deadline::judge_late(case, me, op, conn, 1, started, Instant::now());
+            super::deadline::judge_late(case, me, op, conn, &c, 1, started, Instant::now());
             if let Err(e) = r {
                 judge_error(case, me, op, conn, &*c, Some((1, started)), &e);
             }
@@ -281,6 +281,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
                         start: now,
                         end: None,
                         at,
+                        socket: Arc::downgrade(&c),
                     });
                 }
             }
@@ -342,11 +343,6 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
 /// the teardown sweep may have passed the slot).
 pub(super) fn install_conn(case: &Case, conn: usize, c: Box<dyn Conn>) {
     let c: Arc<dyn Conn> = Arc::from(c);
-    // Deadlines set on the slot's earlier connection are not this one's.
-    *case.conns[conn]
-        .installed_at
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     *case.conns[conn]
         .conn
         .lock()

@@ -74,6 +74,9 @@ struct State {
     /// The closer has finished and waits for the threads its closes woke
     /// to come back: nobody takes the turn meanwhile.
     holding: bool,
+    /// Threads that gave up the turn to block in the kernel at a
+    /// `before_park` sync point and have not come back.
+    in_kernel: Vec<bool>,
     /// The schedule no longer applies, every thread runs freely (only if
     /// the closer could not be started).
     released: bool,
@@ -122,6 +125,7 @@ impl Scheduler {
                 threads,
                 teardown: false,
                 holding: false,
+                in_kernel: vec![false; threads],
                 released: false,
                 stall_fallbacks: 0,
                 stall_wait: Duration::ZERO,
@@ -163,7 +167,7 @@ impl Scheduler {
     /// Let the first thread run, once every thread has arrived.
     pub fn begin(&self) {
         let mut st = self.lock();
-        while st.status.contains(&Status::Away) {
+        while (0..st.status.len()).any(|t| st.in_kernel[t] && st.status[t] == Status::Away) {
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         st.started = true;
@@ -216,6 +220,7 @@ impl Scheduler {
             return;
         }
         st.status[me] = Status::Away;
+        st.in_kernel[me] = true;
         if st.current == Some(me) {
             st.current = None;
             self.pick(&mut st, None);
@@ -229,6 +234,7 @@ impl Scheduler {
             return;
         }
         st.status[me] = Status::Ready;
+        st.in_kernel[me] = false;
         if st.current.is_none() && !st.holding {
             self.pick(&mut st, None);
         }
@@ -268,6 +274,7 @@ impl Scheduler {
         }
         st.status.push(Status::Running);
         st.tids.push(tid);
+        st.in_kernel.push(false);
         st.current = Some(me);
         st.watch = None;
         st.progress += 1;
@@ -279,8 +286,11 @@ impl Scheduler {
     /// schedule, wait (until `until`) for the threads its closes woke to
     /// come back from the kernel and queue: which of them runs next is then
     /// the schedule's decision, not the order in which the kernel woke
-    /// them. A thread that does not come back by `until` (a hang) rejoins
-    /// the queue whenever it does.
+    /// them. Only threads parked at a `before_park` point are waited for: a
+    /// thread taken over while it blocked elsewhere may be waiting for one
+    /// that needs the turn (a Close waiting for a reader to leave). A
+    /// thread that does not come back by `until` (a hang) rejoins the queue
+    /// whenever it does.
     pub fn closer_done(&self, me: usize, until: Instant) {
         let mut st = self.lock();
         st.status[me] = Status::Done;
@@ -291,7 +301,7 @@ impl Scheduler {
         }
         st.current = None;
         st.holding = true;
-        while st.status.contains(&Status::Away) {
+        while (0..st.status.len()).any(|t| st.in_kernel[t] && st.status[t] == Status::Away) {
             let now = Instant::now();
             if now >= until {
                 break;

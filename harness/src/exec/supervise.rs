@@ -123,6 +123,11 @@ pub(super) fn supervise(
         let case = case.clone();
         let closed = closed.clone();
         super::pool::spawn(move || {
+            // Waiters sample the closer like any running thread: its status
+            // file is opened now, at a high number, not at their first look.
+            if let Some(tid) = events::current_tid() {
+                events::prepare_sampling(tid);
+            }
             let slot = (case.mode == Mode::Controlled).then(|| case.sched.enter_closer());
             let probe = Arc::new(CaseProbe::closer(case.clone(), slot));
             let _guard = probe::install(probe.clone());

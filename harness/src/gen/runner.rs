@@ -231,7 +231,9 @@ pub fn run_generated(
     let config = proptest_config(cfg);
     let mut run = GenRun::default();
     let jobs = parallel::jobs(cfg.jobs);
-    let batch = if jobs <= 1 { 1 } else { jobs * 4 };
+    // Each batch ends in a barrier (its slowest case): large batches keep
+    // the workers busy; a stop or the budget ends one early anyway.
+    let batch = if jobs <= 1 { 1 } else { jobs * 32 };
     let mine = |i: u64| !matches!(cfg.shard, Some((index, count)) if i % count.max(1) != index);
     let mut indices = (0..cfg.cases).filter(|&i| mine(i)).peekable();
     while indices.peek().is_some() {
