@@ -97,6 +97,7 @@ fn scenario_files_cover_the_required_shapes() {
         Transport::Tcp6,
         Transport::Udp4,
         Transport::Unix,
+        Transport::Unixgram,
     ] {
         assert!(has(&|s| s.transport == t), "no {t} scenario");
     }
@@ -260,7 +261,7 @@ fn read_from_on_tcp() {
         "{line}"
     );
     assert!(
-        line.contains("read_from needs transport udp4 or udp6"),
+        line.contains("read_from needs a datagram transport (udp4, udp6, unixgram)"),
         "{line}"
     );
 }

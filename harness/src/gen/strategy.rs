@@ -170,6 +170,7 @@ fn transport() -> BoxedStrategy<Transport> {
         2 => Just(Transport::Udp4),
         1 => Just(Transport::Tcp6),
         1 => Just(Transport::Udp6),
+        1 => Just(Transport::Unixgram),
     ]
     .boxed()
 }
