@@ -140,7 +140,8 @@ pub trait Target: Send + Sync {
     /// not exist yet) and connected to the socket bound at `peer`: what the
     /// `unixgram` transport runs on. The default says the target has none,
     /// and a `unixgram` scenario fails to set up with that message; a
-    /// target without Unix datagram sockets need not implement it.
+    /// target without Unix datagram sockets need not implement it (nor
+    /// [`Target::has_unix_datagram`]).
     fn bind_unix_datagram(&self, local: &Path, peer: &Path) -> io::Result<Box<dyn Conn>> {
         let _ = (local, peer);
         Err(io::Error::new(
@@ -150,6 +151,12 @@ pub trait Target: Send + Sync {
                 self.name()
             ),
         ))
+    }
+    /// Whether [`Target::bind_unix_datagram`] is implemented. Generated cases
+    /// draw the `unixgram` transport only for a target that says so (for
+    /// one that does not, those draws run on `udp4`). Default: no.
+    fn has_unix_datagram(&self) -> bool {
+        false
     }
     /// Whether every syscall the target makes is reported through netfd's
     /// probe (netfd itself). If so the harness relies on those reports
@@ -365,6 +372,9 @@ impl Target for NetfdTarget {
         let s = netfd::UnixDatagram::bind_with(local, self.options)?;
         s.connect(peer)?;
         Ok(Box::new(NetfdConn::UnixDatagram(s)))
+    }
+    fn has_unix_datagram(&self) -> bool {
+        true
     }
     fn reports_syscalls(&self) -> bool {
         true

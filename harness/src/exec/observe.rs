@@ -229,6 +229,9 @@ impl Target for ObservedTarget {
         })?;
         Ok(conn(key, inner))
     }
+    fn has_unix_datagram(&self) -> bool {
+        self.0.has_unix_datagram()
+    }
     fn reports_syscalls(&self) -> bool {
         self.0.reports_syscalls()
     }

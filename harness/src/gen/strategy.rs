@@ -281,6 +281,21 @@ pub fn case_strategy(bounds: Bounds) -> BoxedStrategy<GenCase> {
         .boxed()
 }
 
+/// As [`case_strategy`], for a target without Unix datagram sockets
+/// ([`crate::target::Target::has_unix_datagram`]): a `unixgram` draw runs on
+/// `udp4`, the datagram transport with the same rules, so every other draw
+/// is the one `case_strategy` gives for the same seed.
+pub fn case_strategy_without_unixgram(bounds: Bounds) -> BoxedStrategy<GenCase> {
+    raw_case_strategy(bounds)
+        .prop_map(|mut r| {
+            if r.transport == Transport::Unixgram {
+                r.transport = Transport::Udp4;
+            }
+            normalize(&r)
+        })
+        .boxed()
+}
+
 /// Generated scenarios alone (the schedule and seed dropped).
 pub fn scenario_strategy(bounds: Bounds) -> BoxedStrategy<Scenario> {
     case_strategy(bounds).prop_map(|c| c.scenario).boxed()

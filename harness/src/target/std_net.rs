@@ -209,4 +209,7 @@ impl Target for StdNetTarget {
             s,
         ))?)))
     }
+    fn has_unix_datagram(&self) -> bool {
+        true
+    }
 }
