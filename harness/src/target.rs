@@ -1,8 +1,10 @@
 //! What the harness drives: a small trait a socket implementation plugs into.
 //!
 //! The harness never names netfd's socket types outside this module. A
-//! [`Target`] opens listeners, dials, and binds datagram sockets; the
-//! returned [`Listener`]s and [`Conn`]s do the operations of a scenario.
+//! [`Target`] opens listeners, dials, and binds datagram sockets (UDP, and
+//! Unix-domain for the `unixgram` transport if it implements
+//! [`Target::bind_unix_datagram`]); the returned [`Listener`]s and [`Conn`]s
+//! do the operations of a scenario.
 //!
 //! The adapter is all a user writes: no probe calls, no sync points. The
 //! harness observes a target's syscalls through its interposer
@@ -105,7 +107,7 @@ use netfd::probe::OwnerId;
 use netfd::{Options, Variant};
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Where a listener listens.
@@ -134,6 +136,28 @@ pub trait Target: Send + Sync {
     fn dial(&self, addr: &Addr) -> io::Result<Box<dyn Conn>>;
     /// A datagram socket bound to `local` whose writes go to `peer`.
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>>;
+    /// A Unix-domain datagram socket bound to the path `local` (which does
+    /// not exist yet) and connected to the socket bound at `peer`: what the
+    /// `unixgram` transport runs on. The default says the target has none,
+    /// and a `unixgram` scenario fails to set up with that message; a
+    /// target without Unix datagram sockets need not implement it (nor
+    /// [`Target::has_unix_datagram`]).
+    fn bind_unix_datagram(&self, local: &Path, peer: &Path) -> io::Result<Box<dyn Conn>> {
+        let _ = (local, peer);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "target {} has no Unix datagram sockets (Target::bind_unix_datagram)",
+                self.name()
+            ),
+        ))
+    }
+    /// Whether [`Target::bind_unix_datagram`] is implemented. Generated cases
+    /// draw the `unixgram` transport only for a target that says so (for
+    /// one that does not, those draws run on `udp4`). Default: no.
+    fn has_unix_datagram(&self) -> bool {
+        false
+    }
     /// Whether every syscall the target makes is reported through netfd's
     /// probe (netfd itself). If so the harness relies on those reports
     /// alone; otherwise (the default) its objects are observed through the
@@ -218,6 +242,7 @@ enum NetfdConn {
     Tcp(netfd::TcpStream),
     Unix(netfd::UnixStream),
     Udp(netfd::UdpSocket, SocketAddr),
+    UnixDatagram(netfd::UnixDatagram),
 }
 
 enum NetfdListener {
@@ -232,6 +257,7 @@ macro_rules! each {
             NetfdConn::Tcp($s) => $e,
             NetfdConn::Unix($s) => $e,
             NetfdConn::Udp($s, _) => $e,
+            NetfdConn::UnixDatagram($s) => $e,
         }
     };
 }
@@ -246,6 +272,9 @@ impl Conn for NetfdConn {
             NetfdConn::Tcp(s) => (&*s).read(buf),
             NetfdConn::Unix(s) => (&*s).read(buf),
             NetfdConn::Udp(s, _) => s.recv_from(buf).map(|(n, _)| n),
+            // recvfrom(2), as UDP's; the socket is connected, so only its
+            // peer's datagrams arrive.
+            NetfdConn::UnixDatagram(s) => s.recv_from(buf).map(|(n, _)| n),
         }
     }
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -254,6 +283,7 @@ impl Conn for NetfdConn {
             NetfdConn::Tcp(s) => (&*s).write(buf),
             NetfdConn::Unix(s) => (&*s).write(buf),
             NetfdConn::Udp(s, peer) => s.send_to(buf, *peer),
+            NetfdConn::UnixDatagram(s) => s.send(buf),
         }
     }
     fn set_deadline(&self, dir: Direction, at: Option<Instant>) -> io::Result<()> {
@@ -271,6 +301,7 @@ impl Conn for NetfdConn {
             NetfdConn::Tcp(s) => s.local_addr().map(Some),
             NetfdConn::Unix(_) => Ok(None),
             NetfdConn::Udp(s, _) => s.local_addr().map(Some),
+            NetfdConn::UnixDatagram(_) => Ok(None),
         }
     }
 }
@@ -336,6 +367,14 @@ impl Target for NetfdTarget {
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
         let s = netfd::UdpSocket::bind_with(local, self.options)?;
         Ok(Box::new(NetfdConn::Udp(s, peer)))
+    }
+    fn bind_unix_datagram(&self, local: &Path, peer: &Path) -> io::Result<Box<dyn Conn>> {
+        let s = netfd::UnixDatagram::bind_with(local, self.options)?;
+        s.connect(peer)?;
+        Ok(Box::new(NetfdConn::UnixDatagram(s)))
+    }
+    fn has_unix_datagram(&self) -> bool {
+        true
     }
     fn reports_syscalls(&self) -> bool {
         true

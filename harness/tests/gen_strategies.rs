@@ -177,7 +177,11 @@ fn draws_are_biased_toward_close_races() {
         listeners >= 0.1,
         "only {listeners:.2} of cases use listeners"
     );
-    assert_eq!(transports.len(), 5, "every transport is drawn");
+    assert_eq!(
+        transports.len(),
+        harness::scenario::Transport::ALL.len(),
+        "every transport is drawn"
+    );
 }
 
 #[test]

@@ -97,6 +97,7 @@ fn scenario_files_cover_the_required_shapes() {
         Transport::Tcp6,
         Transport::Udp4,
         Transport::Unix,
+        Transport::Unixgram,
     ] {
         assert!(has(&|s| s.transport == t), "no {t} scenario");
     }
@@ -260,7 +261,7 @@ fn read_from_on_tcp() {
         "{line}"
     );
     assert!(
-        line.contains("read_from needs transport udp4 or udp6"),
+        line.contains("read_from needs a datagram transport (udp4, udp6, unixgram)"),
         "{line}"
     );
 }
@@ -285,7 +286,7 @@ fn semantic_rules() {
         ),
         (
             r#"{ "op": "write_to", "conn": 0, "bytes": 8 }"#,
-            "needs transport udp4",
+            "needs a datagram transport (udp4, udp6, unixgram)",
         ),
     ];
     for (op, want) in cases {
@@ -336,6 +337,42 @@ fn semantic_rules() {
 }"#;
     let (_, line) = load_err(text);
     assert!(line.contains("slots must be 0"), "{line}");
+
+    // unixgram follows UDP's rules: no listeners, no dial, no slots; the
+    // datagram ops are its own.
+    let text = r#"{
+  "name": "g", "description": "Unix datagram.", "transport": "unixgram", "listeners": 1,
+  "connections": 1,
+  "threads": [ { "name": "a", "ops": [ { "op": "close_listener", "listener": 0 } ] } ]
+}"#;
+    let (_, line) = load_err(text);
+    assert!(
+        line.contains("transport unixgram has no listeners"),
+        "{line}"
+    );
+    let text = r#"{
+  "name": "g", "description": "Unix datagram.", "transport": "unixgram", "connections": 1,
+  "threads": [ { "name": "a", "ops": [ { "op": "dial", "listener": 0, "conn": 0 } ] } ]
+}"#;
+    let (_, line) = load_err(text);
+    assert!(line.contains("dial needs a stream transport"), "{line}");
+    let text = r#"{
+  "name": "g", "description": "Unix datagram.", "transport": "unixgram", "connections": 1,
+  "threads": [ { "name": "a", "ops": [
+    { "op": "peer_write", "conn": 0, "bytes": 65507 },
+    { "op": "read_from", "conn": 0, "bytes": 65507 },
+    { "op": "write_to", "conn": 0, "bytes": 16 }
+  ] } ]
+}"#;
+    let s = scenario::parse_str(text, "g.json").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.transport, Transport::Unixgram);
+    let (_, line) = load_err(&text.replace(
+        "65507 },
+    { \"op\": \"read_from",
+        "65508 },
+    { \"op\": \"read_from",
+    ));
+    assert!(line.contains("bytes is 65508, must be 1..=65507"), "{line}");
 
     let text = r#"{
   "name": "s", "description": "Slots.", "transport": "tcp4", "listeners": 1, "slots": 1,

@@ -6,7 +6,7 @@ use super::setup::Peer;
 use super::{conn_of, thread_name, Case, DeadlineSet, Found};
 use crate::ledger::LedgerViolation;
 use crate::report::ViolationKind;
-use crate::scenario::Op;
+use crate::scenario::{Op, Transport};
 use crate::target::{Conn, Listener};
 use netfd::probe::OwnerId;
 use std::io;
@@ -137,11 +137,16 @@ pub(super) fn check_drained(case: &Case, conn: usize, peer: &Peer) {
     }
 }
 
-pub(super) fn is_peer_gone(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ECONNREFUSED)
-    )
+/// What an op returns once the peer of `transport`'s socket is gone. A
+/// connected Unix datagram socket is disconnected by the kernel at the first
+/// send that finds its peer dead (`ECONNREFUSED`); later sends, having no
+/// peer, return `ENOTCONN`.
+pub(super) fn is_peer_gone(e: &io::Error, transport: Transport) -> bool {
+    match e.raw_os_error() {
+        Some(libc::EPIPE) | Some(libc::ECONNRESET) | Some(libc::ECONNREFUSED) => true,
+        Some(libc::ENOTCONN) => transport == Transport::Unixgram,
+        _ => false,
+    }
 }
 
 /// An error from an op on `conn`: the closed error, a due timeout, or a
@@ -210,7 +215,8 @@ pub(super) fn judge_error(
             return;
         }
     }
-    if (slot.peer_closed.load(Ordering::Acquire) || case.scenario.is_slot(conn)) && is_peer_gone(e)
+    if (slot.peer_closed.load(Ordering::Acquire) || case.scenario.is_slot(conn))
+        && is_peer_gone(e, case.scenario.transport)
     {
         return;
     }

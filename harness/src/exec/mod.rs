@@ -43,7 +43,7 @@ mod timings;
 
 use crate::ledger::Ledger;
 use crate::report::{Mode, ViolationKind};
-use crate::scenario::{Scenario, Transport};
+use crate::scenario::Scenario;
 use crate::target::{Addr, Conn, Listener, Target};
 use judge::{ledger_found, record};
 use netfd::probe;
@@ -285,7 +285,7 @@ pub fn run_case(
     } else {
         cfg.schedule.clone()
     };
-    let tmp = if scenario.transport == Transport::Unix {
+    let tmp = if scenario.transport.is_unix() {
         Some(
             tempfile::Builder::new()
                 .prefix("harness-")

@@ -218,6 +218,20 @@ impl Target for ObservedTarget {
         let inner = within(key, OwnerId::NONE, || self.0.bind_datagram(local, peer))?;
         Ok(conn(key, inner))
     }
+    fn bind_unix_datagram(
+        &self,
+        local: &std::path::Path,
+        peer: &std::path::Path,
+    ) -> io::Result<Box<dyn Conn>> {
+        let key = OwnerId::next();
+        let inner = within(key, OwnerId::NONE, || {
+            self.0.bind_unix_datagram(local, peer)
+        })?;
+        Ok(conn(key, inner))
+    }
+    fn has_unix_datagram(&self) -> bool {
+        self.0.has_unix_datagram()
+    }
     fn reports_syscalls(&self) -> bool {
         self.0.reports_syscalls()
     }

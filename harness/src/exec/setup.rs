@@ -42,6 +42,9 @@ pub(super) enum Peer {
     Tcp(std::net::TcpStream),
     Unix(std::os::unix::net::UnixStream),
     Udp(std::net::UdpSocket, SocketAddr),
+    /// The peer socket, bound in the case's directory, and the path of the
+    /// local end it sends to.
+    UnixDatagram(std::os::unix::net::UnixDatagram, std::path::PathBuf),
 }
 
 impl Peer {
@@ -50,6 +53,7 @@ impl Peer {
             Peer::Tcp(s) => (&*s).write_all(buf),
             Peer::Unix(s) => (&*s).write_all(buf),
             Peer::Udp(s, to) => s.send_to(buf, to).map(drop),
+            Peer::UnixDatagram(s, to) => s.send_to(buf, to).map(drop),
         }
     }
     /// Everything the local end sent that is waiting here.
@@ -62,6 +66,7 @@ impl Peer {
                 Peer::Tcp(s) => (&*s).read(&mut buf),
                 Peer::Unix(s) => (&*s).read(&mut buf),
                 Peer::Udp(s, _) => s.recv(&mut buf),
+                Peer::UnixDatagram(s, _) => s.recv(&mut buf),
             };
             match r {
                 Ok(0) | Err(_) => break,
@@ -78,6 +83,7 @@ impl Peer {
             Peer::Tcp(s) => s.set_nonblocking(on),
             Peer::Unix(s) => s.set_nonblocking(on),
             Peer::Udp(s, _) => s.set_nonblocking(on),
+            Peer::UnixDatagram(s, _) => s.set_nonblocking(on),
         }
     }
 }
@@ -179,6 +185,26 @@ pub(super) fn setup_connections(
                     SetupError("case setup: datagram socket has no address".into())
                 })?;
                 fill(case, i, conn, Peer::Udp(peer, local));
+            }
+        }
+        Transport::Unixgram => {
+            let dir = dir.ok_or_else(|| SetupError("no temp dir".into()))?;
+            for i in 0..scenario.connections {
+                // The peer is bound first: the local end connects to it.
+                let peer_path = dir.join(format!("p{i}.sock"));
+                let local_path = dir.join(format!("g{i}.sock"));
+                let peer = std::os::unix::net::UnixDatagram::bind(&peer_path)
+                    .map_err(|e| setup_err("peer socket", e))?;
+                // A Unix datagram send blocks on a full receive queue (UDP
+                // drops): a `peer_write` to a local end that does not read
+                // must fail at once instead of stalling the harness.
+                peer.set_nonblocking(true)
+                    .map_err(|e| setup_err("peer socket", e))?;
+                let conn = case
+                    .target
+                    .bind_unix_datagram(&local_path, &peer_path)
+                    .map_err(|e| setup_err("bind unix datagram", e))?;
+                fill(case, i, conn, Peer::UnixDatagram(peer, local_path));
             }
         }
     }

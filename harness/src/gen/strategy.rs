@@ -170,6 +170,7 @@ fn transport() -> BoxedStrategy<Transport> {
         2 => Just(Transport::Udp4),
         1 => Just(Transport::Tcp6),
         1 => Just(Transport::Udp6),
+        1 => Just(Transport::Unixgram),
     ]
     .boxed()
 }
@@ -277,6 +278,21 @@ pub fn raw_case_strategy(bounds: Bounds) -> BoxedStrategy<RawCase> {
 pub fn case_strategy(bounds: Bounds) -> BoxedStrategy<GenCase> {
     raw_case_strategy(bounds)
         .prop_map(|r| normalize(&r))
+        .boxed()
+}
+
+/// As [`case_strategy`], for a target without Unix datagram sockets
+/// ([`crate::target::Target::has_unix_datagram`]): a `unixgram` draw runs on
+/// `udp4`, the datagram transport with the same rules, so every other draw
+/// is the one `case_strategy` gives for the same seed.
+pub fn case_strategy_without_unixgram(bounds: Bounds) -> BoxedStrategy<GenCase> {
+    raw_case_strategy(bounds)
+        .prop_map(|mut r| {
+            if r.transport == Transport::Unixgram {
+                r.transport = Transport::Udp4;
+            }
+            normalize(&r)
+        })
         .boxed()
 }
 

@@ -98,16 +98,21 @@ pub enum Transport {
     Udp6,
     /// Unix-domain stream sockets.
     Unix,
+    /// Unix-domain datagram sockets, each bound to its own path in the
+    /// case's private directory and connected to a harness-owned peer bound
+    /// beside it. Datagram rules, as UDP's: no listeners, no slots.
+    Unixgram,
 }
 
 impl Transport {
     /// Every transport, in the order of the documentation.
-    pub const ALL: [Transport; 5] = [
+    pub const ALL: [Transport; 6] = [
         Transport::Tcp4,
         Transport::Tcp6,
         Transport::Udp4,
         Transport::Udp6,
         Transport::Unix,
+        Transport::Unixgram,
     ];
 
     /// The name used in scenario files.
@@ -118,12 +123,21 @@ impl Transport {
             Transport::Udp4 => "udp4",
             Transport::Udp6 => "udp6",
             Transport::Unix => "unix",
+            Transport::Unixgram => "unixgram",
         }
     }
 
     /// Datagram transports: `read_from`/`write_to`, no listeners.
     pub fn is_datagram(self) -> bool {
-        matches!(self, Transport::Udp4 | Transport::Udp6)
+        matches!(
+            self,
+            Transport::Udp4 | Transport::Udp6 | Transport::Unixgram
+        )
+    }
+
+    /// Unix-domain transports: their sockets live in a private directory.
+    pub fn is_unix(self) -> bool {
+        matches!(self, Transport::Unix | Transport::Unixgram)
     }
 
     /// Stream transports: listeners, `dial`, `accept`.
@@ -199,9 +213,10 @@ pub enum Op {
     /// Write `bytes` tagged bytes, all of them (parks while the send buffer
     /// is full).
     Write { conn: usize, bytes: usize },
-    /// Receive one datagram of at most `bytes` bytes (UDP only).
+    /// Receive one datagram of at most `bytes` bytes (datagram transports).
     ReadFrom { conn: usize, bytes: usize },
-    /// Send one tagged datagram of `bytes` bytes to the peer (UDP only).
+    /// Send one tagged datagram of `bytes` bytes to the peer (datagram
+    /// transports).
     WriteTo { conn: usize, bytes: usize },
     /// Close connection `conn`.
     Close { conn: usize },
@@ -229,7 +244,7 @@ pub enum Op {
     /// Give other threads a chance to run: a switch point.
     Yield {},
     /// The harness-owned peer end of connection `conn` sends `bytes` tagged
-    /// bytes (stream) or one tagged datagram (UDP).
+    /// bytes (stream) or one tagged datagram (datagram transports).
     PeerWrite { conn: usize, bytes: usize },
     /// The harness-owned peer end of connection `conn` closes.
     PeerClose { conn: usize },

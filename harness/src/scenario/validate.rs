@@ -21,7 +21,8 @@ pub struct Limits {
     pub max_stream_read: usize,
     /// Bound on `write` sizes (large writes fill the send buffer).
     pub max_stream_write: usize,
-    /// Bound on datagram sizes (`read_from`, `write_to`, `peer_write` on UDP).
+    /// Bound on datagram sizes (`read_from`, `write_to`, `peer_write` on a
+    /// datagram transport).
     pub max_datagram: usize,
     pub max_open: usize,
     pub max_sleep_ms: u64,
@@ -255,7 +256,7 @@ fn check_op(c: &mut Checker<'_>, at: &OpAt, op: &Op, closed_here: &mut HashSet<u
         c.err(
             format!("{}/op", at.pointer),
             format!(
-                "{}: {} needs transport udp4 or udp6, this scenario is {transport}",
+                "{}: {} needs a datagram transport (udp4, udp6, unixgram), this scenario is {transport}",
                 at.label,
                 op.name()
             ),

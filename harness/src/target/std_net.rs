@@ -20,7 +20,8 @@ use crate::scenario::Direction;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -32,6 +33,7 @@ enum Socket {
     Tcp(TcpStream),
     Unix(UnixStream),
     Udp(UdpSocket),
+    UnixDatagram(UnixDatagram),
 }
 
 /// A socket and the clone its Close shuts it down through.
@@ -98,6 +100,7 @@ impl AsFd for Socket {
             Socket::Tcp(s) => s.as_fd(),
             Socket::Unix(s) => s.as_fd(),
             Socket::Udp(s) => s.as_fd(),
+            Socket::UnixDatagram(s) => s.as_fd(),
         }
     }
 }
@@ -108,6 +111,7 @@ impl Conn for StdConn {
             Socket::Tcp(s) => (&*s).read(buf),
             Socket::Unix(s) => (&*s).read(buf),
             Socket::Udp(s) => s.recv(buf),
+            Socket::UnixDatagram(s) => s.recv(buf),
         }
     }
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -115,6 +119,7 @@ impl Conn for StdConn {
             Socket::Tcp(s) => (&*s).write_all(buf).map(|()| buf.len()),
             Socket::Unix(s) => (&*s).write_all(buf).map(|()| buf.len()),
             Socket::Udp(s) => s.send(buf),
+            Socket::UnixDatagram(s) => s.send(buf),
         }
     }
     fn set_deadline(&self, _dir: Direction, _at: Option<Instant>) -> io::Result<()> {
@@ -131,7 +136,7 @@ impl Conn for StdConn {
     fn local_addr(&self) -> io::Result<Option<SocketAddr>> {
         match &self.0.socket {
             Socket::Tcp(s) => s.local_addr().map(Some),
-            Socket::Unix(_) => Ok(None),
+            Socket::Unix(_) | Socket::UnixDatagram(_) => Ok(None),
             Socket::Udp(s) => s.local_addr().map(Some),
         }
     }
@@ -196,5 +201,15 @@ impl Target for StdNetTarget {
         let s = UdpSocket::bind(local)?;
         s.connect(peer)?;
         Ok(Box::new(StdConn(Cancellable::new(Socket::Udp(s))?)))
+    }
+    fn bind_unix_datagram(&self, local: &Path, peer: &Path) -> io::Result<Box<dyn Conn>> {
+        let s = UnixDatagram::bind(local)?;
+        s.connect(peer)?;
+        Ok(Box::new(StdConn(Cancellable::new(Socket::UnixDatagram(
+            s,
+        ))?)))
+    }
+    fn has_unix_datagram(&self) -> bool {
+        true
     }
 }
