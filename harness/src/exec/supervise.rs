@@ -29,6 +29,10 @@ use std::time::{Duration, Instant};
 /// file uses.
 pub(super) const STUCK_QUIET: Duration = Duration::from_millis(50);
 
+/// In the set [`supervise`] returns: the teardown's own Close hung (no
+/// thread of the case has this index).
+pub(super) const TEARDOWN_HUNG: usize = usize::MAX;
+
 /// Wait for the threads; when all are done or blocked, close everything and
 /// wait `bound` for the blocked ones. Returns the threads that hung; the
 /// run and teardown phases and the waits inside go into `timings`.
@@ -140,15 +144,42 @@ pub(super) fn supervise(
             case.events.pulse();
         })
     };
+    let mut hung = HashSet::new();
     if closer.is_ok() {
-        case.events
-            .wait_for(|| closed.load(Ordering::Acquire), closed_at + bound);
+        if !case
+            .events
+            .wait_for(|| closed.load(Ordering::Acquire), closed_at + bound)
+        {
+            // A teardown Close that never returns is a hang of its own; and
+            // nothing else may close now (a Close on this thread would hang
+            // the harness): the caller skips the final sweep.
+            hung.insert(TEARDOWN_HUNG);
+            record(
+                case,
+                Found {
+                    kind: ViolationKind::Hang,
+                    fd: -1,
+                    owner: 0,
+                    holder: None,
+                    op: "close (teardown)".into(),
+                    thread: "harness".into(),
+                    message: format!(
+                        "the end-of-case Close of what the case left open did not return within {bound:?}"
+                    ),
+                    evidence: None,
+                    trace: case.ledger.trace(
+                        case.ledger.event_count().saturating_sub(1),
+                        &case.thread_names,
+                    ),
+                },
+            );
+            case.sched.release_all();
+        }
     } else {
         case.sched.release_all();
     }
     case.events.wait_for(all_done, closed_at + bound);
     timings.teardown = closed_at.elapsed();
-    let mut hung = HashSet::new();
     if !all_done() {
         for t in 0..threads {
             let cur = *case.current_op[t].lock().unwrap_or_else(|e| e.into_inner());
