@@ -167,7 +167,7 @@ impl Scheduler {
     /// Let the first thread run, once every thread has arrived.
     pub fn begin(&self) {
         let mut st = self.lock();
-        while (0..st.status.len()).any(|t| st.in_kernel[t] && st.status[t] == Status::Away) {
+        while st.status.contains(&Status::Away) {
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         st.started = true;
@@ -445,5 +445,41 @@ impl Scheduler {
         }
         w.last = sample.map(|s| (s, now));
         st.watch = Some(w);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::sync::Arc;
+
+    /// `begin` gives out the first turn only once every thread has arrived:
+    /// a schedule's first decision must see the same threads in every run.
+    #[test]
+    fn the_first_turn_waits_for_every_thread() {
+        let s = Arc::new(Scheduler::new(2, vec![1]));
+        let (began_tx, began) = mpsc::channel();
+        let b = s.clone();
+        std::thread::spawn(move || {
+            b.begin();
+            began_tx.send(()).unwrap();
+        });
+        let first = s.clone();
+        std::thread::spawn(move || first.arrive(0));
+        // Thread 1 has not arrived: begin must still be waiting.
+        assert!(began.recv_timeout(Duration::from_millis(200)).is_err());
+        let (ran_tx, ran) = mpsc::channel();
+        let second = s.clone();
+        std::thread::spawn(move || {
+            second.arrive(1);
+            ran_tx.send(1).unwrap();
+        });
+        began
+            .recv_timeout(Duration::from_secs(10))
+            .expect("begin returns");
+        // The schedule's first entry names thread 1, which now holds the turn.
+        assert_eq!(ran.recv_timeout(Duration::from_secs(10)), Ok(1));
+        assert_eq!(s.taken(), vec![1]);
     }
 }
