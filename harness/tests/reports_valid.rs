@@ -275,19 +275,22 @@ fn reports_of_every_variant_mode_and_violation_kind_validate() {
     all_kinds.extend(kinds(&r));
     written.push(p);
 
-    // A custom target that forgets deadlines: late_deadline.
+    // A custom target that forgets deadlines: late_deadline (a parked read
+    // nothing wakes), ignored_deadline (a read after a past deadline that
+    // returns the waiting data).
     let deaf: Arc<dyn Target> = Arc::new(Deaf(NetfdTarget::new(Variant::FdMutex)));
     let (p, r) = run_and_write(
         deaf,
-        &shipped(&["deadline_set_past_while_parked_tcp4"]),
+        &shipped(&[
+            "deadline_set_past_while_parked_tcp4",
+            "deadline_past_with_data_tcp4",
+        ]),
         Mode::Controlled,
         dir.path(),
     );
-    assert!(
-        kinds(&r).contains(&ViolationKind::LateDeadline),
-        "{:?}",
-        kinds(&r)
-    );
+    for kind in [ViolationKind::LateDeadline, ViolationKind::IgnoredDeadline] {
+        assert!(kinds(&r).contains(&kind), "{kind}: {:?}", kinds(&r));
+    }
     all_kinds.extend(kinds(&r));
     written.push(p);
 

@@ -121,7 +121,7 @@ pub struct FirstArgs {
     /// Count only violations of this kind (repeatable; default: any).
     #[arg(long = "kind", value_parser = parse_kind)]
     pub kinds: Vec<ViolationKind>,
-    /// Cases run at once (0: twice the cores). Default 1: a historical
+    /// Cases run at once (0: four per core). Default 1: a historical
     /// variant's stale calls reach neighbouring cases' sockets, which would
     /// count their failures as the schedule's.
     #[arg(long, default_value_t = 1)]

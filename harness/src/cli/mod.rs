@@ -157,7 +157,7 @@ pub struct Common {
     /// the same --seed and combine the reports with `harness merge`.
     #[arg(long, value_name = "I/N", value_parser = shard::parse_shard)]
     pub shard: Option<shard::Shard>,
-    /// Cases run at once (0: twice the cores; 1: one after another).
+    /// Cases run at once (0: four per core; 1: one after another).
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
     /// Wait path of the sockets under test; `both` writes one report per

@@ -1,31 +1,48 @@
-//! The late-deadline rule (`no_late_deadline`, kind `late_deadline`): an
-//! operation parked when its deadline passes returns within [`TOLERANCE`]
-//! of the deadline, unless Close or readiness came first.
+//! The deadline rules.
+//!
+//! **Late** (`no_late_deadline`, kind `late_deadline`): an operation parked
+//! when its deadline passes returns within [`TOLERANCE`] of the deadline,
+//! unless Close or readiness came first.
+//!
+//! **Ignored** (`no_ignored_deadline`, kind `ignored_deadline`): an
+//! operation begun after its deadline had passed fails with the timeout (or
+//! the closed error); it does not read or write, even when data or buffer
+//! space is there. A deadline is an absolute instant after which I/O fails
+//! instead of blocking (Go's contract, and netfd's: the check comes before
+//! the syscall), so a read that returns data after it is a deadline that
+//! was not looked at. No tolerance is needed: the op's start is taken
+//! before the target is called, so a target checking its deadline at any
+//! moment of the op sees it passed too.
 //!
 //! Protocol. For a Read/ReadFrom (read direction) or Write/WriteTo (write
 //! direction) on connection `c` that began at `start` and returned at `end`:
 //! - only SetDeadlines made on the socket the op ran on count: a slot's
 //!   socket may be replaced while the op runs (a dial and an accept filling
 //!   one slot), and a deadline set on its successor is not the op's;
-//! - the deadline that was surely in force is the last SetDeadline of that
-//!   direction that completed before `end` with no other SetDeadline of the
-//!   direction begun after it and before `end` (a racing pair may take
-//!   effect in either order: then nothing is judged);
-//! - it is due at `due = max(at, its SetDeadline's return, start)`: a
+//! - a SetDeadline the target refused changed nothing and is not in force;
+//! - late: the deadline that was surely in force is the last SetDeadline of
+//!   that direction that completed before `end` with no other SetDeadline
+//!   of the direction begun after it and before `end` (a racing pair may
+//!   take effect in either order: then nothing is judged);
+//! - ignored: the same, but completed before `start`: the deadline the op
+//!   began under, and none changed it while the op ran;
+//! - late: it is due at `due = max(at, its SetDeadline's return, start)`: a
 //!   deadline set in the past while the op was parked is due when the set
 //!   returned, as SetDeadline must wake the op to re-evaluate;
-//! - if `end > due + TOLERANCE`, the op was late — unless something else
-//!   that ends a parked op came first: the connection's Close, or a peer
-//!   write or peer close (readiness) began before `due + TOLERANCE`. Which
-//!   result the op returned does not matter: a read that got the closed
-//!   error from teardown's Close, or data, long after its deadline, had to
-//!   time out before.
+//! - late: if `end > due + TOLERANCE`, the op was late — unless something
+//!   else that ends a parked op came first: the connection's Close, or a
+//!   peer write or peer close (readiness) began before `due + TOLERANCE`.
+//!   Which result the op returned does not matter: a read that got the
+//!   closed error from teardown's Close, or data, long after its deadline,
+//!   had to time out before.
 //!
-//! What it catches: a deadline change that is stored but does not wake the
+//! What they catch: a deadline change that is stored but does not wake the
 //! parked op (the op then returns only when teardown closes it), a timer
-//! that never fires, a poll timeout computed from a stale deadline.
+//! that never fires, a poll timeout computed from a stale deadline (late);
+//! an operation that tries its syscall before checking its deadline, or a
+//! deadline check that forgets a direction (ignored).
 //!
-//! The tolerance is generous on purpose: the rule must never flake on a
+//! The late tolerance is generous on purpose: the rule must never flake on a
 //! loaded 2-core machine, where a woken thread may wait tens of ms for a
 //! CPU, and in controlled mode for its turn as well. 500 ms is half the
 //! hang bound's default and ten times the lateness seen from the poll
@@ -89,6 +106,85 @@ pub(super) fn judge_late(
     );
 }
 
+/// Judge one op on `conn` in direction `dir` that began at `start`,
+/// returned at `end`, and succeeded (`ok`): if the deadline it began under
+/// had already passed, it had to fail.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn judge_ignored(
+    case: &Case,
+    me: usize,
+    op: &Op,
+    conn: usize,
+    socket: &Arc<dyn Conn>,
+    dir: usize,
+    start: Instant,
+    end: Instant,
+    ok: bool,
+) {
+    let Some(at) = passed_at_start(case, conn, socket, dir, start, end) else {
+        return;
+    };
+    count_check(case, ViolationKind::IgnoredDeadline);
+    if !ok {
+        return;
+    }
+    record(
+        case,
+        found_here(
+            case,
+            me,
+            ViolationKind::IgnoredDeadline,
+            op,
+            socket.owner(),
+            format!(
+                "{op} began {:?} after its deadline had passed and succeeded: it had to fail with the timeout",
+                start.saturating_duration_since(at)
+            ),
+        ),
+    );
+}
+
+/// The deadline an op on `socket` that ran from `start` to `end` began
+/// under, if it had passed by `start` and surely stayed in force until
+/// `end` (see the module docs).
+fn passed_at_start(
+    case: &Case,
+    conn: usize,
+    socket: &Arc<dyn Conn>,
+    dir: usize,
+    start: Instant,
+    end: Instant,
+) -> Option<Instant> {
+    let d = case.conns[conn]
+        .deadlines
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let sets: Vec<&super::DeadlineSet> = d[dir].iter().filter(|s| s.set_on(socket)).collect();
+    let last = in_force(&sets, start, end)?;
+    last.at.filter(|&at| at <= start)
+}
+
+/// The last of `sets` that completed by `by`, unless another overlaps it
+/// or began after it before `until` (either could then be the one in
+/// force), or the target refused it.
+fn in_force<'a>(
+    sets: &[&'a super::DeadlineSet],
+    by: Instant,
+    until: Instant,
+) -> Option<&'a super::DeadlineSet> {
+    let (i, last) = sets
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.end.is_some_and(|e| e <= by))
+        .map(|(i, s)| (i, *s))
+        .max_by_key(|(_, s)| s.end)?;
+    let raced = sets
+        .iter()
+        .enumerate()
+        .any(|(j, &s)| j != i && s.start <= until && s.end.is_none_or(|e| e >= last.start));
+    (!raced && !last.failed).then_some(last)
+}
+
 /// When the deadline surely in force for an op on `socket` (connection
 /// `conn`) in `dir` that began at `start` is due, judged at `end` (see the
 /// module docs); `None` when there is none or it is ambiguous.
@@ -107,22 +203,8 @@ fn due(
         // sets made on the one before, and may be refilled while the op
         // runs on the one before.
         let sets: Vec<&super::DeadlineSet> = d[dir].iter().filter(|s| s.set_on(socket)).collect();
-        // The last set that completed before the op returned...
-        let (i, last) = sets
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.end.is_some_and(|e| e <= end))
-            .map(|(i, s)| (i, *s))
-            .max_by_key(|(_, s)| s.end)?;
-        // ...with no other overlapping it or begun after it before the op
-        // returned (either could be the one in force).
-        let raced = sets
-            .iter()
-            .enumerate()
-            .any(|(j, &s)| j != i && s.start <= end && s.end.is_none_or(|e| e >= last.start));
-        if raced {
-            return None;
-        }
+        // The last set that completed before the op returned.
+        let last = in_force(&sets, end, end)?;
         let at = last.at?;
         let set_end = last.end.unwrap_or(end);
         Some(at.max(set_end).max(start))

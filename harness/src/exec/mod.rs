@@ -199,6 +199,9 @@ struct DeadlineSet {
     /// When the target's call returned; `None` while it is in progress.
     end: Option<Instant>,
     at: Option<Instant>,
+    /// The target refused it (e.g. a target without deadlines): nothing
+    /// changed, and the deadline rules do not take it as in force.
+    failed: bool,
     /// The socket it was set on. A slot's socket can be replaced while an
     /// op runs on the old one (a dial and an accept filling one slot): a
     /// deadline set on the new socket is not the old one's. Weak, so the

@@ -161,7 +161,9 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             let Some(c) = conn_of(case, conn) else { return };
             let mut buf = vec![0u8; bytes.max(1)];
             let r = c.read(&mut buf);
-            super::deadline::judge_late(case, me, op, conn, &c, 0, started, Instant::now());
+            let ended = Instant::now();
+            super::deadline::judge_late(case, me, op, conn, &c, 0, started, ended);
+            super::deadline::judge_ignored(case, me, op, conn, &c, 0, started, ended, r.is_ok());
             match r {
                 Ok(n) => check_bytes(case, me, op, conn, c.owner(), &buf[..n]),
                 Err(e) => judge_error(case, me, op, conn, &*c, Some((0, started)), &e),
@@ -171,7 +173,9 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             let Some(c) = conn_of(case, conn) else { return };
             let buf = vec![case.tags.sent_by_local(conn); bytes.max(1)];
             let r = c.write(&buf);
-            super::deadline::judge_late(case, me, op, conn, &c, 1, started, Instant::now());
+            let ended = Instant::now();
+            super::deadline::judge_late(case, me, op, conn, &c, 1, started, ended);
+            super::deadline::judge_ignored(case, me, op, conn, &c, 1, started, ended, r.is_ok());
             if let Err(e) = r {
                 judge_error(case, me, op, conn, &*c, Some((1, started)), &e);
             }
@@ -281,6 +285,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
                         start: now,
                         end: None,
                         at,
+                        failed: false,
                         socket: Arc::downgrade(&c),
                     });
                 }
@@ -294,6 +299,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
                     .unwrap_or_else(|e| e.into_inner());
                 for k in (0..2).filter(|&k| dirs[k]) {
                     d[k][at_index[k]].end = Some(end);
+                    d[k][at_index[k]].failed = r.is_err();
                 }
             }
             if let Err(e) = r {

@@ -23,14 +23,20 @@ use std::sync::Mutex;
 
 /// How many cases to run at once for `requested` (0: sized to the
 /// machine). A case's threads mostly wait on each other (one runs at a time
-/// in controlled mode), so a core takes more than one case.
+/// in controlled mode) and on the kernel, so a core takes several cases:
+/// on the 2-core machine, 4 cases at once used 53–64% of the two cores and
+/// 8 used 71–89% (`harness measure throughput --jobs 1,4,8`, README
+/// Generation results); more than 8 gained nothing there.
 pub fn jobs(requested: usize) -> usize {
     if requested > 0 {
         return requested;
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cores * 2).clamp(1, 16)
+    (cores * CASES_PER_CORE).clamp(1, 32)
 }
+
+/// Cases run at once per core by default (see [`jobs`]).
+pub const CASES_PER_CORE: usize = 4;
 
 /// Run `job(i)` for `i` in `0..limit` on `jobs` threads; see the module
 /// docs.

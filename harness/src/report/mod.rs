@@ -275,6 +275,9 @@ pub struct Assertions {
     /// Absent from reports written before the rule existed.
     #[serde(default)]
     pub no_late_deadline: Assertion,
+    /// Absent from reports written before the rule existed.
+    #[serde(default)]
+    pub no_ignored_deadline: Assertion,
 }
 
 impl Assertions {
@@ -291,6 +294,7 @@ impl Assertions {
             ViolationKind::Crosstalk => &self.no_crosstalk,
             ViolationKind::EarlyDeadline => &self.no_early_deadline,
             ViolationKind::LateDeadline => &self.no_late_deadline,
+            ViolationKind::IgnoredDeadline => &self.no_ignored_deadline,
         }
     }
 
@@ -307,6 +311,7 @@ impl Assertions {
             ViolationKind::Crosstalk => &mut self.no_crosstalk,
             ViolationKind::EarlyDeadline => &mut self.no_early_deadline,
             ViolationKind::LateDeadline => &mut self.no_late_deadline,
+            ViolationKind::IgnoredDeadline => &mut self.no_ignored_deadline,
         }
     }
 
@@ -355,10 +360,13 @@ pub enum ViolationKind {
     /// An operation parked when its deadline passed did not return within
     /// the tolerance of it, and no Close or readiness came first.
     LateDeadline,
+    /// An operation begun after its deadline had passed succeeded instead
+    /// of failing with the timeout.
+    IgnoredDeadline,
 }
 
 impl ViolationKind {
-    pub const ALL: [ViolationKind; 10] = [
+    pub const ALL: [ViolationKind; 11] = [
         ViolationKind::FdReuse,
         ViolationKind::UseAfterClose,
         ViolationKind::CloseInFlight,
@@ -369,6 +377,7 @@ impl ViolationKind {
         ViolationKind::Crosstalk,
         ViolationKind::EarlyDeadline,
         ViolationKind::LateDeadline,
+        ViolationKind::IgnoredDeadline,
     ];
 
     /// The `kind` string.
@@ -384,6 +393,7 @@ impl ViolationKind {
             ViolationKind::Crosstalk => "crosstalk",
             ViolationKind::EarlyDeadline => "early_deadline",
             ViolationKind::LateDeadline => "late_deadline",
+            ViolationKind::IgnoredDeadline => "ignored_deadline",
         }
     }
 
@@ -405,6 +415,7 @@ impl ViolationKind {
             ViolationKind::Crosstalk => "no_crosstalk",
             ViolationKind::EarlyDeadline => "no_early_deadline",
             ViolationKind::LateDeadline => "no_late_deadline",
+            ViolationKind::IgnoredDeadline => "no_ignored_deadline",
         }
     }
 }

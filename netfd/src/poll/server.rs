@@ -336,6 +336,43 @@ mod tests {
         (old, new, new_fd, pd)
     }
 
+    /// The historical variants' Close releases the number elsewhere (the
+    /// kernel drops its epoll registration with it) and then has the poller
+    /// forget: that is all that frees the slot, the descriptor it holds and
+    /// its timers. The process's own server, as those variants use it.
+    #[test]
+    fn a_poller_that_forgets_frees_its_registration() {
+        use crate::poll::{Poller, WaitPath};
+        let fd = udp_socket();
+        let poller = Poller::new(WaitPath::Server, fd, OwnerId(1)).unwrap();
+        let token = poller.token.expect("the server path registers");
+        let server = get();
+        server.add_timer(
+            Instant::now() + std::time::Duration::from_secs(3600),
+            token,
+            Dir::Read,
+            0,
+        );
+        assert!(server.lookup(token.slot, token.generation).is_some());
+        sys::close(fd, OwnerId(1)).unwrap();
+        poller.forget();
+        assert!(
+            server.lookup(token.slot, token.generation).is_none(),
+            "the registration outlived forget"
+        );
+        let later_fd = udp_socket();
+        let later = Poller::new(WaitPath::Server, later_fd, OwnerId(2)).unwrap();
+        let reused = later.token.unwrap();
+        if reused.slot == token.slot {
+            assert_ne!(
+                reused.generation, token.generation,
+                "a freed slot is reused under a new generation"
+            );
+        }
+        later.deregister(later_fd, OwnerId(2));
+        sys::close(later_fd, OwnerId(2)).unwrap();
+    }
+
     #[test]
     fn event_for_an_old_registration_is_dropped_not_delivered() {
         let server = Server::new().unwrap();
