@@ -176,6 +176,19 @@ impl NetFd {
         dispatch!(self, fd => fd.set_deadline(dir, deadline))
     }
 
+    /// std's `set_nonblocking` (see `poll/mod.rs`): under a reference, so
+    /// a closed socket answers with the closed error.
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.control(|_, _| {
+            dispatch!(self, fd => fd.poller().set_nonblocking(on));
+            Ok(())
+        })
+    }
+
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        dispatch!(self, fd => fd.poller().is_nonblocking())
+    }
+
     pub(crate) fn close(&self) -> io::Result<()> {
         dispatch!(self, fd => fd.close())
     }

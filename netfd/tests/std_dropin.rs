@@ -43,3 +43,4 @@ both!(tcp_connect_timeout_and_conversions);
 both!(udp);
 both!(unix_stream, dir);
 both!(unix_datagram, dir);
+both!(nonblocking, dir);

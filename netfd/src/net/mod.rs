@@ -178,6 +178,19 @@ macro_rules! socket_common {
                 self.fd.is_closed()
             }
 
+            /// std's `set_nonblocking`: when on, an operation that would
+            /// wait (read, recv, accept, write, send, ...) fails with
+            /// `WouldBlock` instead; a write then writes what fits and
+            /// reports it, as std's. Close still wins: on a closed socket
+            /// every operation, this one included, fails with the closed
+            /// error. The flag belongs to this socket object, not to the
+            /// kernel's file description: a `try_clone` or an accepted
+            /// stream starts blocking. An operation parked when it is
+            /// turned on stays parked until it can finish (or Close).
+            pub fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+                self.fd.set_nonblocking(nonblocking)
+            }
+
             /// Absolute deadline for reads (and accepts); `None` clears it.
             /// A parked read re-evaluates at once. A read timeout, if set,
             /// shortens it for each read (the earlier of the two applies).
@@ -244,14 +257,15 @@ macro_rules! socket_common {
             }
 
             /// Hand the kernel socket over as an `OwnedFd` (a new number for
-            /// it, in blocking mode as std's sockets are) and close this one.
+            /// it, in blocking mode as std's sockets are unless
+            /// `set_nonblocking(true)` was called) and close this one.
             /// It takes the socket by value, so no other thread can be using
             /// it (an `Arc`'d socket must be unwrapped first); a closed
             /// socket has no descriptor left: the closed error.
             pub fn into_owned_fd(self) -> std::io::Result<std::os::fd::OwnedFd> {
                 let owned = self.fd.control(|n, owner| {
                     let owned = crate::sys::dup_owned(n, owner)?;
-                    crate::sys::set_nonblocking(n, owner, false)?;
+                    crate::sys::set_nonblocking(n, owner, self.fd.is_nonblocking())?;
                     Ok(owned)
                 })?;
                 self.fd.close()?;

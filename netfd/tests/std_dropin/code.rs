@@ -206,3 +206,57 @@ pub fn unix_datagram(dir: &Path) -> io::Result<()> {
     let _ = format!("{y:?} {:?}", a.local_addr()?);
     Ok(())
 }
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// A std event loop's retry: `op` until it stops answering WouldBlock.
+fn retry<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match op() {
+            Err(e) if would_block(&e) && t0.elapsed() < Duration::from_secs(10) => {
+                thread::yield_now()
+            }
+            other => return other,
+        }
+    }
+}
+
+pub fn nonblocking(dir: &Path) -> io::Result<()> {
+    let mut buf = [0u8; 8];
+    let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    assert!(would_block(&listener.accept().unwrap_err()));
+    let mut client = net::TcpStream::connect(listener.local_addr()?)?;
+    let (mut server, _) = retry(|| listener.accept())?;
+    server.set_nonblocking(true)?;
+    assert!(would_block(&server.read(&mut buf).unwrap_err()));
+    assert!(would_block(&server.peek(&mut buf).unwrap_err()));
+    client.write_all(b"nb")?;
+    assert_eq!(retry(|| server.read(&mut buf))?, 2);
+    server.set_nonblocking(false)?;
+    client.write_all(b"b")?;
+    assert_eq!(server.read(&mut buf)?, 1);
+
+    let udp = net::UdpSocket::bind("127.0.0.1:0")?;
+    udp.set_nonblocking(true)?;
+    assert!(would_block(&udp.recv_from(&mut buf).unwrap_err()));
+    udp.send_to(b"self", udp.local_addr()?)?;
+    assert_eq!(retry(|| udp.recv_from(&mut buf))?.0, 4);
+
+    let path = dir.join("nb.sock");
+    let ul = unix::UnixListener::bind(&path)?;
+    ul.set_nonblocking(true)?;
+    assert!(would_block(&ul.accept().unwrap_err()));
+    let (p, mut q) = unix::UnixStream::pair()?;
+    p.set_nonblocking(true)?;
+    q.set_nonblocking(true)?;
+    assert!(would_block(&q.read(&mut buf).unwrap_err()));
+    let (x, y) = unix::UnixDatagram::pair()?;
+    x.set_nonblocking(true)?;
+    y.set_nonblocking(true)?;
+    assert!(would_block(&y.recv(&mut buf).unwrap_err()));
+    Ok(())
+}
