@@ -355,6 +355,34 @@ macro_rules! socket_common {
             }
         }
 
+        /// As `From<OwnedFd>`: the number is adopted (made non-blocking in
+        /// the kernel; the socket blocks as std's do).
+        ///
+        /// # Safety
+        /// As std's: `fd` must be an open socket the caller owns and gives up.
+        ///
+        /// # Panics
+        /// As `From<OwnedFd>`.
+        impl std::os::fd::FromRawFd for $ty {
+            unsafe fn from_raw_fd(fd: std::os::fd::RawFd) -> $ty {
+                let fd = crate::netfd::NetFd::adopt_foreign(fd, crate::net::Options::default())
+                    .unwrap_or_else(|e| {
+                        panic!("netfd: adopting a descriptor as {}: {e}", stringify!($ty))
+                    });
+                $ty::from_netfd_plain(fd)
+            }
+        }
+
+        /// As [`into_owned_fd`]($ty::into_owned_fd), giving up the number.
+        ///
+        /// # Panics
+        /// On a closed socket: it has no descriptor left to give.
+        impl std::os::fd::IntoRawFd for $ty {
+            fn into_raw_fd(self) -> std::os::fd::RawFd {
+                std::os::fd::OwnedFd::from(self).into_raw_fd()
+            }
+        }
+
         /// Adopt a descriptor with the default options (made non-blocking).
         ///
         /// # Panics

@@ -260,3 +260,85 @@ pub fn nonblocking(dir: &Path) -> io::Result<()> {
     assert!(would_block(&y.recv(&mut buf).unwrap_err()));
     Ok(())
 }
+
+/// How a call came out: "ok", or its error's kind and errno.
+fn outcome<T>(r: io::Result<T>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("{:?} {:?}", e.kind(), e.raw_os_error()),
+    }
+}
+
+/// Multicast options round-trip; joins and leaves are tried only with a
+/// loopback address as the "group", which both refuse (no real group is
+/// ever joined or sent to). Returns the outcomes for the caller to compare.
+pub fn udp_multicast() -> io::Result<Vec<String>> {
+    let mut seen = Vec::new();
+    let a = net::UdpSocket::bind("127.0.0.1:0")?;
+    a.set_multicast_loop_v4(false)?;
+    assert!(!a.multicast_loop_v4()?);
+    a.set_multicast_loop_v4(true)?;
+    assert!(a.multicast_loop_v4()?);
+    a.set_multicast_ttl_v4(5)?;
+    assert_eq!(a.multicast_ttl_v4()?, 5);
+    let lo = net::Ipv4Addr::LOCALHOST;
+    let join = a.join_multicast_v4(&lo, &lo);
+    assert!(join.is_err(), "127.0.0.1 is no multicast group");
+    seen.push(outcome(join));
+    seen.push(outcome(a.leave_multicast_v4(&lo, &net::Ipv4Addr::UNSPECIFIED)));
+    seen.push(outcome(a.set_multicast_loop_v6(false)));
+    seen.push(outcome(a.multicast_loop_v6()));
+    if let Ok(b) = net::UdpSocket::bind("[::1]:0") {
+        b.set_multicast_loop_v6(false)?;
+        assert!(!b.multicast_loop_v6()?);
+        b.set_multicast_loop_v6(true)?;
+        assert!(b.multicast_loop_v6()?);
+        let join = b.join_multicast_v6(&net::Ipv6Addr::LOCALHOST, 0);
+        assert!(join.is_err(), "::1 is no multicast group");
+        seen.push(outcome(join));
+        seen.push(outcome(b.leave_multicast_v6(&net::Ipv6Addr::LOCALHOST, 0)));
+        seen.push(outcome(b.set_multicast_ttl_v4(3)));
+        seen.push(outcome(b.multicast_loop_v4()));
+    }
+    Ok(seen)
+}
+
+/// Raw descriptors in and out, as std code moves sockets between libraries.
+pub fn raw_fds(dir: &Path) -> io::Result<()> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    // SAFETY: the number was just given up by `into_raw_fd`; nothing else owns it.
+    let listener = unsafe { net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    let stream = net::TcpStream::connect(addr)?;
+    // SAFETY: as above.
+    let mut stream = unsafe { net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+    let (mut server, _) = listener.accept()?;
+    stream.write_all(b"raw")?;
+    let mut buf = [0u8; 3];
+    server.read_exact(&mut buf)?;
+    assert_eq!(&buf, b"raw");
+
+    let udp = net::UdpSocket::bind("127.0.0.1:0")?;
+    // SAFETY: as above.
+    let udp = unsafe { net::UdpSocket::from_raw_fd(udp.into_raw_fd()) };
+    udp.send_to(b"u", udp.local_addr()?)?;
+    assert_eq!(udp.recv(&mut buf)?, 1);
+
+    let path = dir.join("raw.sock");
+    let ul = unix::UnixListener::bind(&path)?;
+    // SAFETY: as above.
+    let ul = unsafe { unix::UnixListener::from_raw_fd(ul.into_raw_fd()) };
+    let us = unix::UnixStream::connect(&path)?;
+    // SAFETY: as above.
+    let mut us = unsafe { unix::UnixStream::from_raw_fd(us.into_raw_fd()) };
+    let (mut peer, _) = ul.accept()?;
+    us.write_all(b"u")?;
+    peer.read_exact(&mut buf[..1])?;
+    let (x, y) = unix::UnixDatagram::pair()?;
+    // SAFETY: as above.
+    let x = unsafe { unix::UnixDatagram::from_raw_fd(x.into_raw_fd()) };
+    x.send(b"d")?;
+    assert_eq!(y.recv(&mut buf)?, 1);
+    Ok(())
+}
