@@ -54,3 +54,4 @@ both!(unix_datagram, dir);
 both!(nonblocking, dir);
 both!(udp_multicast, same);
 both!(raw_fds, dir);
+both!(linux_ext);

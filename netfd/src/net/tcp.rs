@@ -243,6 +243,16 @@ impl TcpStream {
     pub fn nodelay(&self) -> io::Result<bool> {
         Ok(self.getsockopt(libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0)
     }
+
+    /// TCP_QUICKACK (std's Linux `TcpStreamExt::set_quickack`; inherent
+    /// here, so std code that imports the trait still compiles).
+    pub fn set_quickack(&self, on: bool) -> io::Result<()> {
+        self.setsockopt(libc::IPPROTO_TCP, libc::TCP_QUICKACK, i32::from(on))
+    }
+
+    pub fn quickack(&self) -> io::Result<bool> {
+        Ok(self.getsockopt(libc::IPPROTO_TCP, libc::TCP_QUICKACK)? != 0)
+    }
 }
 
 /// Adopts the descriptor (made non-blocking) with the default options.
