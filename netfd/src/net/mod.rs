@@ -25,6 +25,7 @@
 //! keep); `with_fd` lends a `BorrowedFd` for the length of a closure, under a
 //! reference that keeps the number open.
 
+mod seqpacket;
 mod tcp;
 mod timeout;
 mod udp;
@@ -106,9 +107,10 @@ fn inet_addr(sa: SockAddr) -> io::Result<SocketAddr> {
     })
 }
 
-/// socket + SO_REUSEADDR + bind + listen.
-fn listen_on(domain: i32, addr: &SockAddr, opts: Options) -> io::Result<NetFd> {
-    let fd = NetFd::socket(domain, libc::SOCK_STREAM, opts)?;
+/// socket + SO_REUSEADDR (IP only) + bind + listen; `ty` is SOCK_STREAM or
+/// (Unix) SOCK_SEQPACKET.
+fn listen_on(domain: i32, ty: i32, addr: &SockAddr, opts: Options) -> io::Result<NetFd> {
+    let fd = NetFd::socket(domain, ty, opts)?;
     fd.control(|n, owner| {
         if domain != libc::AF_UNIX {
             sys::setsockopt_int(n, owner, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;

@@ -114,7 +114,12 @@ impl TcpListener {
     /// [`bind`](Self::bind) with a lifetime protocol and wait path.
     pub fn bind_with(addr: impl ToSocketAddrs, opts: Options) -> io::Result<TcpListener> {
         each_addr(addr, |a| {
-            let fd = listen_on(domain_of(a), &SockAddr::from_inet(*a), opts)?;
+            let fd = listen_on(
+                domain_of(a),
+                libc::SOCK_STREAM,
+                &SockAddr::from_inet(*a),
+                opts,
+            )?;
             Ok(TcpListener::from_netfd_plain(fd))
         })
     }
