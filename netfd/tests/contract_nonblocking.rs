@@ -208,6 +208,25 @@ fn datagrams_and_unix_streams() {
 }
 
 #[test]
+fn a_clone_starts_with_the_setting_then_has_its_own() {
+    for path in PATHS {
+        let what = format!("{path:?}");
+        let (p, q) = UnixStream::pair_with(opts(path)).unwrap();
+        q.set_nonblocking(true).unwrap();
+        let clone = q.try_clone().unwrap();
+        expect_would_block((&clone).read(&mut [0u8; 4]), &format!("{what}: clone"));
+        clone.set_nonblocking(false).unwrap();
+        expect_would_block((&q).read(&mut [0u8; 4]), &format!("{what}: original"));
+        let r = park_then(
+            &format!("{what}: the clone blocks again"),
+            || (&clone).read(&mut [0u8; 4]),
+            || (&p).write_all(b"c").unwrap(),
+        );
+        assert_eq!(r.unwrap(), 1, "{what}");
+    }
+}
+
+#[test]
 fn close_wins_over_would_block() {
     let _w = watchdog("nonblocking close", Duration::from_secs(60));
     let dir = tempfile::tempdir().unwrap();

@@ -186,9 +186,12 @@ macro_rules! socket_common {
             /// reports it, as std's. Close still wins: on a closed socket
             /// every operation, this one included, fails with the closed
             /// error. The flag belongs to this socket object, not to the
-            /// kernel's file description: a `try_clone` or an accepted
-            /// stream starts blocking. An operation parked when it is
-            /// turned on stays parked until it can finish (or Close).
+            /// kernel's file description: a `try_clone` starts with this
+            /// socket's setting but changes it on its own (std's clones
+            /// share one), an accepted stream starts blocking (as std's),
+            /// an adopted descriptor keeps its O_NONBLOCK. An operation
+            /// parked when it is turned on stays parked until it can finish
+            /// (or Close).
             pub fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
                 self.fd.set_nonblocking(nonblocking)
             }

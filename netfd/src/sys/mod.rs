@@ -274,6 +274,16 @@ pub fn set_nonblocking(fd: RawFd, owner: OwnerId, on: bool) -> io::Result<()> {
     .map(drop)
 }
 
+/// Whether O_NONBLOCK is set on `fd` (a descriptor being adopted: netfd
+/// keeps what it had as the socket's `set_nonblocking` flag).
+pub fn is_nonblocking(fd: RawFd, owner: OwnerId) -> io::Result<bool> {
+    let flags = probed(SysOp::GetSockOpt, fd, owner, OwnerId::NONE, || {
+        // SAFETY: plain syscall with integer arguments.
+        i64::from(unsafe { libc::fcntl(fd, libc::F_GETFL) })
+    })?;
+    Ok(flags & i64::from(libc::O_NONBLOCK) != 0)
+}
+
 /// A connected pair of Unix sockets of type `ty`, non-blocking and
 /// close-on-exec, for `owners`.
 pub fn socketpair(ty: i32, owners: [OwnerId; 2]) -> io::Result<[RawFd; 2]> {

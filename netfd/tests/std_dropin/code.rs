@@ -240,8 +240,10 @@ pub fn nonblocking(dir: &Path) -> io::Result<()> {
     client.write_all(b"b")?;
     assert_eq!(server.read(&mut buf)?, 1);
 
-    let udp = net::UdpSocket::bind("127.0.0.1:0")?;
-    udp.set_nonblocking(true)?;
+    // A std socket made nonblocking stays nonblocking when converted.
+    let std_udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    std_udp.set_nonblocking(true)?;
+    let udp = net::UdpSocket::from(std_udp);
     assert!(would_block(&udp.recv_from(&mut buf).unwrap_err()));
     udp.send_to(b"self", udp.local_addr()?)?;
     assert_eq!(retry(|| udp.recv_from(&mut buf))?.0, 4);
