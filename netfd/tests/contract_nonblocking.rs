@@ -287,3 +287,39 @@ fn close_wins_over_would_block() {
         );
     }
 }
+
+/// WouldBlock is a nonblocking socket's "not now": the race helper's
+/// workers retry it like a success and stop only at the closed error.
+fn not_now_is_ok(r: io::Result<usize>) -> io::Result<usize> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        other => other,
+    }
+}
+
+#[test]
+fn nonblocking_ops_racing_close_see_only_contract_errors() {
+    let _w = watchdog("nonblocking race", Duration::from_secs(120));
+    for path in PATHS {
+        let read = |p: &(UnixStream, UnixStream)| not_now_is_ok((&p.0).read(&mut [0u8; 64]));
+        let write = |p: &(UnixStream, UnixStream)| not_now_is_ok((&p.0).write(&[1u8; 4096]));
+        let peer = |p: &(UnixStream, UnixStream)| {
+            // Keeps data arriving for the nonblocking reader; the peer's own
+            // errors end the worker only through Close of p.0.
+            let _ = (&p.1).write(&[2u8; 64]);
+            not_now_is_ok(p.0.peek(&mut [0u8; 8]))
+        };
+        race_close(
+            &format!("{path:?}: nonblocking unix stream"),
+            150,
+            || {
+                let p = UnixStream::pair_with(opts(path)).unwrap();
+                p.0.set_nonblocking(true).unwrap();
+                p.1.set_nonblocking(true).unwrap();
+                p
+            },
+            |p| p.0.close(),
+            &[&read, &write, &peer],
+        );
+    }
+}
