@@ -55,3 +55,4 @@ both!(nonblocking, dir);
 both!(udp_multicast, same);
 both!(raw_fds, dir);
 both!(linux_ext);
+both!(every_method, dir);

@@ -357,3 +357,67 @@ pub fn linux_ext() -> io::Result<()> {
     assert!(name.as_pathname().is_none());
     Ok(())
 }
+
+/// Every remaining stable method of std's socket types, called once each
+/// (most of what matters here is that it compiles both ways).
+pub fn every_method(dir: &Path) -> io::Result<()> {
+    let t = Some(Duration::from_secs(10));
+    let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    let listener2 = listener.try_clone()?;
+    assert_eq!(listener2.local_addr()?, listener.local_addr()?);
+    listener2.set_nonblocking(false)?;
+    let stream = net::TcpStream::connect(listener.local_addr()?)?;
+    let (accepted, _) = listener2.accept()?;
+    let stream2 = stream.try_clone()?;
+    stream2.set_write_timeout(t)?;
+    assert_eq!(stream2.write_timeout()?, t);
+    assert_eq!(stream2.read_timeout()?, None);
+    assert!(accepted.take_error()?.is_none());
+    let _ = format!("{listener:?}");
+
+    let udp = net::UdpSocket::bind("127.0.0.1:0")?;
+    let udp2 = udp.try_clone()?;
+    udp2.set_write_timeout(t)?;
+    udp2.set_read_timeout(t)?;
+    assert_eq!((udp2.read_timeout()?, udp2.write_timeout()?), (t, t));
+    assert!(udp2.peer_addr().is_err());
+
+    let path = dir.join("every.sock");
+    let addr = unix::SocketAddr::from_pathname(&path)?;
+    let ul = unix::UnixListener::bind_addr(&addr)?;
+    let ul2 = ul.try_clone()?;
+    assert!(ul2.take_error()?.is_none());
+    let _ = format!("{ul:?}");
+    let us = unix::UnixStream::connect_addr(&addr)?;
+    let (peer, from) = ul.accept()?;
+    assert!(from.is_unnamed() && from.clone().as_pathname().is_none());
+    let us2 = us.try_clone()?;
+    us2.set_read_timeout(t)?;
+    us2.set_write_timeout(t)?;
+    assert_eq!((us2.read_timeout()?, us2.write_timeout()?), (t, t));
+    assert_eq!(us2.peer_addr()?.as_pathname(), Some(path.as_path()));
+    assert!(us2.local_addr()?.is_unnamed());
+    assert!(us2.take_error()?.is_none());
+    (&us2).write_all(b"r")?;
+    let mut buf = [0u8; 4];
+    (&peer).read_exact(&mut buf[..1])?;
+    us2.shutdown(net::Shutdown::Both)?;
+
+    let d_path = dir.join("every-d.sock");
+    let d_addr = unix::SocketAddr::from_pathname(&d_path)?;
+    let d = unix::UnixDatagram::bind_addr(&d_addr)?;
+    let sender = unix::UnixDatagram::unbound()?;
+    sender.send_to_addr(b"a", &d_addr)?;
+    sender.connect_addr(&d_addr)?;
+    sender.send(b"b")?;
+    let d2 = d.try_clone()?;
+    d2.set_read_timeout(t)?;
+    d2.set_write_timeout(t)?;
+    assert_eq!((d2.read_timeout()?, d2.write_timeout()?), (t, t));
+    assert_eq!(d2.recv(&mut buf)?, 1);
+    assert_eq!(d2.recv_from(&mut buf)?.0, 1);
+    assert_eq!(d2.local_addr()?.as_pathname(), Some(d_path.as_path()));
+    assert!(d2.peer_addr().is_err());
+    d2.shutdown(net::Shutdown::Read)?;
+    Ok(())
+}
