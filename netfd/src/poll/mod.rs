@@ -14,7 +14,7 @@
 //!   built on.
 //!
 //! std's `set_nonblocking` is a per-socket flag here, not the kernel's
-//! O_NONBLOCK (every netfd descriptor has that): [`Poller::wait`], the one
+//! O_NONBLOCK (every netfd descriptor has that): `Poller::wait`, the one
 //! place either path parks, answers `WouldBlock` instead of parking, after
 //! the closing and deadline checks, so the Close contract still wins.
 
