@@ -323,3 +323,30 @@ fn nonblocking_ops_racing_close_see_only_contract_errors() {
         );
     }
 }
+
+#[test]
+fn every_lifetime_protocol_honours_the_flag() {
+    // The flag sits in the poller every protocol shares, so the historical
+    // protocols answer WouldBlock too (and refuse it once closed: each
+    // protocol's own closed check).
+    for variant in netfd::Variant::ALL {
+        for path in PATHS {
+            let what = format!("{variant} {path:?}");
+            let o = netfd::Options::for_variant(variant).with_wait(path);
+            let (p, q) = UnixStream::pair_with(o).unwrap();
+            q.set_nonblocking(true).unwrap();
+            expect_would_block((&q).read(&mut [0u8; 4]), &format!("{what}: read"));
+            (&p).write_all(b"v").unwrap();
+            assert_eq!((&q).read(&mut [0u8; 4]).unwrap(), 1, "{what}");
+            q.set_nonblocking(false).unwrap();
+            let r = park_then(
+                &format!("{what}: blocking again"),
+                || (&q).read(&mut [0u8; 4]),
+                || (&p).write_all(b"w").unwrap(),
+            );
+            assert_eq!(r.unwrap(), 1, "{what}");
+            q.close().unwrap();
+            expect_closed(q.set_nonblocking(true), &format!("{what}: after close"));
+        }
+    }
+}
