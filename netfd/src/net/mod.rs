@@ -190,8 +190,8 @@ macro_rules! socket_common {
             /// socket's setting but changes it on its own (std's clones
             /// share one), an accepted stream starts blocking (as std's),
             /// an adopted descriptor keeps its O_NONBLOCK. An operation
-            /// parked when it is turned on stays parked until it can finish
-            /// (or Close).
+            /// parked when it is turned on stays parked until it is woken;
+            /// if its retry then finds nothing it returns `WouldBlock`.
             pub fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
                 self.fd.set_nonblocking(nonblocking)
             }

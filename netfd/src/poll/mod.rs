@@ -98,8 +98,9 @@ impl Poller {
 
     /// std's `set_nonblocking`. The kernel descriptor is O_NONBLOCK either
     /// way; this only decides whether [`wait`](Self::wait) parks. An
-    /// operation already parked when it is turned on stays parked (as a
-    /// blocking syscall does in std).
+    /// operation already parked when it is turned on stays parked until it
+    /// is woken (as a blocking syscall does in std); only its next wait
+    /// answers `WouldBlock`.
     pub(crate) fn set_nonblocking(&self, on: bool) {
         self.nonblocking.store(on, Ordering::Relaxed);
     }
