@@ -122,7 +122,7 @@ impl Fd {
 
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         let _r = self.acquire(Some(Side::Write))?;
-        shared::write_all(buf, |rest| {
+        shared::write_all(&self.poller, buf, |rest| {
             self.io_loop(Dir::Write, |fd| sys::write(fd, self.owner, rest))
         })
     }
@@ -186,6 +186,10 @@ impl Fd {
         self.poller.desc().set_deadline(dir, deadline);
         probe::sync_point(SyncPoint::AfterSetDeadline, self.owner);
         Ok(())
+    }
+
+    pub(crate) fn poller(&self) -> &Poller {
+        &self.poller
     }
 
     pub(crate) fn close(&self) -> io::Result<()> {

@@ -75,19 +75,27 @@ impl NetFd {
     }
 
     /// Adopt a descriptor from elsewhere (a std socket, an `OwnedFd`): made
-    /// non-blocking and given a fresh owner; closed if adopting fails.
+    /// non-blocking and given a fresh owner; closed if adopting fails. A
+    /// descriptor that was O_NONBLOCK already (a std socket after
+    /// `set_nonblocking(true)`) keeps std's behaviour: `WouldBlock`.
     pub(crate) fn adopt_foreign(sysfd: RawFd, opts: Options) -> io::Result<NetFd> {
         let owner = OwnerId::next();
-        let family = match sys::set_nonblocking(sysfd, owner, true)
-            .and_then(|()| sys::getsockname(sysfd, owner))
-        {
-            Ok(addr) => addr.family(),
+        let named = sys::is_nonblocking(sysfd, owner).and_then(|was| {
+            sys::set_nonblocking(sysfd, owner, true)?;
+            Ok((was, sys::getsockname(sysfd, owner)?))
+        });
+        let (was_nonblocking, family) = match named {
+            Ok((was, addr)) => (was, addr.family()),
             Err(e) => {
                 let _ = sys::close(sysfd, owner);
                 return Err(e);
             }
         };
-        NetFd::adopt(sysfd, owner, family, opts)
+        let fd = NetFd::adopt(sysfd, owner, family, opts)?;
+        if was_nonblocking {
+            fd.set_nonblocking(true)?;
+        }
+        Ok(fd)
     }
 
     /// A connected pair of Unix sockets of type `ty`.
@@ -110,7 +118,11 @@ impl NetFd {
     pub(crate) fn try_clone(&self) -> io::Result<NetFd> {
         let new_owner = OwnerId::next();
         let sysfd = self.control(|n, owner| sys::dup(n, owner, new_owner))?;
-        NetFd::adopt(sysfd, new_owner, self.family, self.opts)
+        let clone = NetFd::adopt(sysfd, new_owner, self.family, self.opts)?;
+        if self.is_nonblocking() {
+            clone.set_nonblocking(true)?;
+        }
+        Ok(clone)
     }
 
     pub(crate) fn owner(&self) -> OwnerId {
@@ -174,6 +186,19 @@ impl NetFd {
 
     pub(crate) fn set_deadline(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
         dispatch!(self, fd => fd.set_deadline(dir, deadline))
+    }
+
+    /// std's `set_nonblocking` (see `poll/mod.rs`): under a reference, so
+    /// a closed socket answers with the closed error.
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.control(|_, _| {
+            dispatch!(self, fd => fd.poller().set_nonblocking(on));
+            Ok(())
+        })
+    }
+
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        dispatch!(self, fd => fd.poller().is_nonblocking())
     }
 
     pub(crate) fn close(&self) -> io::Result<()> {

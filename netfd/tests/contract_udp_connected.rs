@@ -68,6 +68,16 @@ fn every_operation_after_close_fails_with_the_closed_error() {
         expect_closed(a.set_read_timeout(None), "set_read_timeout");
         expect_closed(a.read_timeout(), "read_timeout");
         expect_closed(a.ttl(), "ttl");
+        let lo = std::net::Ipv4Addr::LOCALHOST;
+        expect_closed(a.set_multicast_loop_v4(true), "set_multicast_loop_v4");
+        expect_closed(a.multicast_ttl_v4(), "multicast_ttl_v4");
+        expect_closed(a.set_multicast_loop_v6(true), "set_multicast_loop_v6");
+        expect_closed(a.join_multicast_v4(&lo, &lo), "join_multicast_v4");
+        expect_closed(
+            a.leave_multicast_v6(&std::net::Ipv6Addr::LOCALHOST, 0),
+            "leave_multicast_v6",
+        );
+        expect_closed(a.set_nonblocking(true), "set_nonblocking");
     }
 }
 

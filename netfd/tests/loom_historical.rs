@@ -109,7 +109,7 @@ impl Sock for NaiveClose {
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.check()?;
         let _wio = lock(&self.wio);
-        shared::write_all(buf, |rest| {
+        shared::write_all(&self.poller, buf, |rest| {
             self.io(Dir::Write, |fd| sys::write(fd, self.owner, rest))
         })
     }
@@ -187,7 +187,7 @@ impl Sock for CloseAck {
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.check()?;
         let _wio = lock(&self.wio);
-        shared::write_all(buf, |rest| {
+        shared::write_all(&self.poller, buf, |rest| {
             self.io(Dir::Write, |fd| sys::write(fd, self.owner, rest))
         })
     }
@@ -299,7 +299,7 @@ impl Sock for Refcount {
         self.check()?;
         let _wio = lock(&self.wio);
         let _ref = self.incref();
-        shared::write_all(buf, |rest| {
+        shared::write_all(&self.poller, buf, |rest| {
             shared::io_loop(
                 &self.poller,
                 self.owner,

@@ -26,6 +26,14 @@ macro_rules! both {
             with_netfd::$name().expect("netfd");
         }
     };
+    ($name:ident, same) => {
+        #[test]
+        fn $name() {
+            let std = with_std::$name().expect("std");
+            let netfd = with_netfd::$name().expect("netfd");
+            assert_eq!(std, netfd, "netfd must answer as std does");
+        }
+    };
     ($name:ident, dir) => {
         #[test]
         fn $name() {
@@ -43,3 +51,8 @@ both!(tcp_connect_timeout_and_conversions);
 both!(udp);
 both!(unix_stream, dir);
 both!(unix_datagram, dir);
+both!(nonblocking, dir);
+both!(udp_multicast, same);
+both!(raw_fds, dir);
+both!(linux_ext);
+both!(every_method, dir);

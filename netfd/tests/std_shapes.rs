@@ -74,6 +74,32 @@ fn into_owned_fd_hands_over_a_blocking_descriptor_and_refuses_a_closed_socket() 
 }
 
 #[test]
+fn into_owned_fd_keeps_a_nonblocking_socket_nonblocking() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    s.set_nonblocking(true).unwrap();
+    let mut std_side = std::net::TcpStream::from(OwnedFd::from(s));
+    let e = std_side.read(&mut [0u8; 4]).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e:?}");
+}
+
+#[test]
+fn quickack_round_trips_and_refuses_a_closed_socket() {
+    // std's Linux TcpStreamExt has it since 1.89, past the MSRV, so it is
+    // not in std_dropin.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    c.set_quickack(true).unwrap();
+    assert!(c.quickack().unwrap());
+    c.set_quickack(false).unwrap();
+    assert!(!c.quickack().unwrap());
+    c.close().unwrap();
+    expect_closed(c.set_quickack(true), "set_quickack after close");
+    expect_closed(c.quickack(), "quickack after close");
+}
+
+#[test]
 fn a_clone_has_its_own_lifetime() {
     for path in PATHS {
         let (a, b) = tcp_pair(v4(), opts(path));

@@ -1,16 +1,18 @@
 //! Every lifetime protocol serves the newer socket kinds and operations
-//! correctly when nobody races Close (connected UDP, Unix datagrams, peek,
+//! correctly when nobody races Close (connected UDP, Unix datagrams and
+//! seqpacket sockets, peek,
 //! vectored I/O, connect_timeout, try_clone), each on the wait path it was
 //! designed with and on the other one, and fails with the closed error after
 //! Close. These are the constructors a harness transport calls:
 //! `UdpSocket::bind_with(addr, opts)` + `connect`, `UnixDatagram::bind_with`
-//! / `unbound_with` / `pair_with(opts)`, `TcpStream::unconnected(addr, opts)`
-//! + `connect_to`.
+//! / `unbound_with` / `pair_with(opts)`, `UnixSeqpacketListener::bind_with`
+//! + `UnixSeqpacket::connect_with` / `pair_with`,
+//! `TcpStream::unconnected(addr, opts)` + `connect_to`.
 
 mod common;
 
 use common::*;
-use netfd::unix::UnixDatagram;
+use netfd::unix::{UnixDatagram, UnixSeqpacket, UnixSeqpacketListener};
 use netfd::{Options, TcpListener, TcpStream, UdpSocket, Variant, WaitPath};
 use std::io::{IoSlice, IoSliceMut, Read, Write};
 use std::time::Duration;
@@ -74,6 +76,39 @@ fn unix_datagrams_under_every_variant() {
             bound.recv_from(&mut buf),
             &format!("{o:?}: recv_from after close"),
         );
+    }
+}
+
+#[test]
+fn unix_seqpackets_under_every_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, o) in all_options().into_iter().enumerate() {
+        let path = dir.path().join(format!("{i}.seq"));
+        let l = UnixSeqpacketListener::bind_with(&path, o).unwrap();
+        // accept and recv first, so they wait on every protocol's wait path.
+        let (c, s) = std::thread::scope(|sc| {
+            let h = sc.spawn(|| l.accept());
+            let c = UnixSeqpacket::connect_with(&path, o).unwrap();
+            (c, h.join().unwrap().unwrap().0)
+        });
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| s.recv(&mut [0u8; 16]));
+            c.send(b"rec").unwrap();
+            assert_eq!(h.join().unwrap().unwrap(), 3, "{o:?}");
+        });
+        c.send(b"one").unwrap();
+        c.send(b"two!").unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(s.peek(&mut buf).unwrap(), 3, "{o:?}");
+        assert_eq!(s.recv(&mut buf).unwrap(), 3, "{o:?}");
+        assert_eq!(s.recv(&mut buf).unwrap(), 4, "{o:?}");
+        let (x, y) = UnixSeqpacket::pair_with(o).unwrap();
+        x.send(b"pair").unwrap();
+        assert_eq!(y.recv(&mut buf).unwrap(), 4, "{o:?}");
+        s.close().unwrap();
+        expect_closed(s.recv(&mut buf), &format!("{o:?}: recv after close"));
+        l.close().unwrap();
+        expect_closed(l.accept(), &format!("{o:?}: accept after close"));
     }
 }
 

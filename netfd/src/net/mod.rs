@@ -25,6 +25,7 @@
 //! keep); `with_fd` lends a `BorrowedFd` for the length of a closure, under a
 //! reference that keeps the number open.
 
+mod seqpacket;
 mod tcp;
 mod timeout;
 mod udp;
@@ -106,9 +107,10 @@ fn inet_addr(sa: SockAddr) -> io::Result<SocketAddr> {
     })
 }
 
-/// socket + SO_REUSEADDR + bind + listen.
-fn listen_on(domain: i32, addr: &SockAddr, opts: Options) -> io::Result<NetFd> {
-    let fd = NetFd::socket(domain, libc::SOCK_STREAM, opts)?;
+/// socket + SO_REUSEADDR (IP only) + bind + listen; `ty` is SOCK_STREAM or
+/// (Unix) SOCK_SEQPACKET.
+fn listen_on(domain: i32, ty: i32, addr: &SockAddr, opts: Options) -> io::Result<NetFd> {
+    let fd = NetFd::socket(domain, ty, opts)?;
     fd.control(|n, owner| {
         if domain != libc::AF_UNIX {
             sys::setsockopt_int(n, owner, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
@@ -178,6 +180,22 @@ macro_rules! socket_common {
                 self.fd.is_closed()
             }
 
+            /// std's `set_nonblocking`: when on, an operation that would
+            /// wait (read, recv, accept, write, send, ...) fails with
+            /// `WouldBlock` instead; a write then writes what fits and
+            /// reports it, as std's. Close still wins: on a closed socket
+            /// every operation, this one included, fails with the closed
+            /// error. The flag belongs to this socket object, not to the
+            /// kernel's file description: a `try_clone` starts with this
+            /// socket's setting but changes it on its own (std's clones
+            /// share one), an accepted stream starts blocking (as std's),
+            /// an adopted descriptor keeps its O_NONBLOCK. An operation
+            /// parked when it is turned on stays parked until it is woken;
+            /// if its retry then finds nothing it returns `WouldBlock`.
+            pub fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+                self.fd.set_nonblocking(nonblocking)
+            }
+
             /// Absolute deadline for reads (and accepts); `None` clears it.
             /// A parked read re-evaluates at once. A read timeout, if set,
             /// shortens it for each read (the earlier of the two applies).
@@ -244,14 +262,15 @@ macro_rules! socket_common {
             }
 
             /// Hand the kernel socket over as an `OwnedFd` (a new number for
-            /// it, in blocking mode as std's sockets are) and close this one.
+            /// it, in blocking mode as std's sockets are unless
+            /// `set_nonblocking(true)` was called) and close this one.
             /// It takes the socket by value, so no other thread can be using
             /// it (an `Arc`'d socket must be unwrapped first); a closed
             /// socket has no descriptor left: the closed error.
             pub fn into_owned_fd(self) -> std::io::Result<std::os::fd::OwnedFd> {
                 let owned = self.fd.control(|n, owner| {
                     let owned = crate::sys::dup_owned(n, owner)?;
-                    crate::sys::set_nonblocking(n, owner, false)?;
+                    crate::sys::set_nonblocking(n, owner, self.fd.is_nonblocking())?;
                     Ok(owned)
                 })?;
                 self.fd.close()?;
@@ -338,6 +357,34 @@ macro_rules! socket_common {
                 socket.into_owned_fd().unwrap_or_else(|e| {
                     panic!("netfd: converting a {} into OwnedFd: {e}", stringify!($ty))
                 })
+            }
+        }
+
+        /// As `From<OwnedFd>`: the number is adopted (made non-blocking in
+        /// the kernel; the socket blocks as std's do).
+        ///
+        /// # Safety
+        /// As std's: `fd` must be an open socket the caller owns and gives up.
+        ///
+        /// # Panics
+        /// As `From<OwnedFd>`.
+        impl std::os::fd::FromRawFd for $ty {
+            unsafe fn from_raw_fd(fd: std::os::fd::RawFd) -> $ty {
+                let fd = crate::netfd::NetFd::adopt_foreign(fd, crate::net::Options::default())
+                    .unwrap_or_else(|e| {
+                        panic!("netfd: adopting a descriptor as {}: {e}", stringify!($ty))
+                    });
+                $ty::from_netfd_plain(fd)
+            }
+        }
+
+        /// As [`into_owned_fd`]($ty::into_owned_fd), giving up the number.
+        ///
+        /// # Panics
+        /// On a closed socket: it has no descriptor left to give.
+        impl std::os::fd::IntoRawFd for $ty {
+            fn into_raw_fd(self) -> std::os::fd::RawFd {
+                std::os::fd::OwnedFd::from(self).into_raw_fd()
             }
         }
 

@@ -114,7 +114,12 @@ impl TcpListener {
     /// [`bind`](Self::bind) with a lifetime protocol and wait path.
     pub fn bind_with(addr: impl ToSocketAddrs, opts: Options) -> io::Result<TcpListener> {
         each_addr(addr, |a| {
-            let fd = listen_on(domain_of(a), &SockAddr::from_inet(*a), opts)?;
+            let fd = listen_on(
+                domain_of(a),
+                libc::SOCK_STREAM,
+                &SockAddr::from_inet(*a),
+                opts,
+            )?;
             Ok(TcpListener::from_netfd_plain(fd))
         })
     }
@@ -242,6 +247,16 @@ impl TcpStream {
 
     pub fn nodelay(&self) -> io::Result<bool> {
         Ok(self.getsockopt(libc::IPPROTO_TCP, libc::TCP_NODELAY)? != 0)
+    }
+
+    /// TCP_QUICKACK (std's Linux `TcpStreamExt::set_quickack`; inherent
+    /// here, so std code that imports the trait still compiles).
+    pub fn set_quickack(&self, on: bool) -> io::Result<()> {
+        self.setsockopt(libc::IPPROTO_TCP, libc::TCP_QUICKACK, i32::from(on))
+    }
+
+    pub fn quickack(&self) -> io::Result<bool> {
+        Ok(self.getsockopt(libc::IPPROTO_TCP, libc::TCP_QUICKACK)? != 0)
     }
 }
 

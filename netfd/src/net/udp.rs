@@ -142,6 +142,83 @@ impl UdpSocket {
     pub fn broadcast(&self) -> io::Result<bool> {
         Ok(self.getsockopt(libc::SOL_SOCKET, libc::SO_BROADCAST)? != 0)
     }
+
+    /// IP_MULTICAST_LOOP: whether multicast sent from here loops back to
+    /// this host.
+    pub fn set_multicast_loop_v4(&self, on: bool) -> io::Result<()> {
+        self.setsockopt(libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, i32::from(on))
+    }
+
+    pub fn multicast_loop_v4(&self) -> io::Result<bool> {
+        Ok(self.getsockopt(libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP)? != 0)
+    }
+
+    /// IP_MULTICAST_TTL.
+    pub fn set_multicast_ttl_v4(&self, ttl: u32) -> io::Result<()> {
+        self.setsockopt(
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_TTL,
+            super::clamp_int(ttl as usize),
+        )
+    }
+
+    pub fn multicast_ttl_v4(&self) -> io::Result<u32> {
+        Ok(self.getsockopt(libc::IPPROTO_IP, libc::IP_MULTICAST_TTL)? as u32)
+    }
+
+    /// IPV6_MULTICAST_LOOP.
+    pub fn set_multicast_loop_v6(&self, on: bool) -> io::Result<()> {
+        self.setsockopt(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, i32::from(on))
+    }
+
+    pub fn multicast_loop_v6(&self) -> io::Result<bool> {
+        Ok(self.getsockopt(libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP)? != 0)
+    }
+
+    /// IP_ADD_MEMBERSHIP: join the IPv4 group `multiaddr` on the interface
+    /// with address `interface` (`Ipv4Addr::UNSPECIFIED`: the kernel's choice).
+    pub fn join_multicast_v4(
+        &self,
+        multiaddr: &std::net::Ipv4Addr,
+        interface: &std::net::Ipv4Addr,
+    ) -> io::Result<()> {
+        self.fd.control(|n, owner| {
+            sys::multicast_membership_v4(n, owner, true, *multiaddr, *interface)
+        })
+    }
+
+    /// IP_DROP_MEMBERSHIP, as [`join_multicast_v4`](Self::join_multicast_v4).
+    pub fn leave_multicast_v4(
+        &self,
+        multiaddr: &std::net::Ipv4Addr,
+        interface: &std::net::Ipv4Addr,
+    ) -> io::Result<()> {
+        self.fd.control(|n, owner| {
+            sys::multicast_membership_v4(n, owner, false, *multiaddr, *interface)
+        })
+    }
+
+    /// IPV6_ADD_MEMBERSHIP: join the IPv6 group `multiaddr` on interface
+    /// index `interface` (0: the kernel's choice).
+    pub fn join_multicast_v6(
+        &self,
+        multiaddr: &std::net::Ipv6Addr,
+        interface: u32,
+    ) -> io::Result<()> {
+        self.fd
+            .control(|n, owner| sys::multicast_membership_v6(n, owner, true, *multiaddr, interface))
+    }
+
+    /// IPV6_DROP_MEMBERSHIP, as [`join_multicast_v6`](Self::join_multicast_v6).
+    pub fn leave_multicast_v6(
+        &self,
+        multiaddr: &std::net::Ipv6Addr,
+        interface: u32,
+    ) -> io::Result<()> {
+        self.fd.control(|n, owner| {
+            sys::multicast_membership_v6(n, owner, false, *multiaddr, interface)
+        })
+    }
 }
 
 /// Adopts the descriptor (made non-blocking) with the default options.

@@ -1,8 +1,11 @@
 //! Unix sockets, shaped like `std::os::unix::net`: `use netfd::unix::{..}`
-//! where std code has `use std::os::unix::net::{..}`.
+//! where std code has `use std::os::unix::net::{..}`. Also what std lacks:
+//! sequenced-packet sockets ([`UnixSeqpacketListener`], [`UnixSeqpacket`];
+//! Go's "unixpacket"), from the stream code with the socket type changed.
 
+pub use super::seqpacket::{SeqpacketIncoming, UnixSeqpacket, UnixSeqpacketListener};
 use super::timeout::Timeouts;
-use super::{debug_socket, listen_on, socket_common, socket_timeouts, stream_io, Options};
+use super::{debug_socket, socket_common, socket_timeouts, stream_io, Options};
 use crate::netfd::NetFd;
 use crate::poll::Dir;
 use crate::sys::{self, SockAddr};
@@ -34,6 +37,10 @@ pub struct SocketAddr {
 }
 
 impl SocketAddr {
+    pub(crate) fn as_sys(&self) -> &SockAddr {
+        &self.addr
+    }
+
     pub(crate) fn from_sys(addr: SockAddr) -> SocketAddr {
         // Linux reports an unbound datagram sender with a zero length.
         let addr = if addr.len() == 0 {
@@ -176,144 +183,170 @@ socket_timeouts!(UnixStream);
 socket_timeouts!(UnixDatagram);
 stream_io!(UnixStream);
 
-impl std::fmt::Debug for UnixListener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        debug_socket(f, "UnixListener", &self.fd, false)
-    }
-}
-
-impl std::fmt::Debug for UnixStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        debug_socket(f, "UnixStream", &self.fd, true)
-    }
-}
-
 impl std::fmt::Debug for UnixDatagram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         debug_socket(f, "UnixDatagram", &self.fd, true)
     }
 }
 
-/// The connections of [`UnixListener::incoming`]: after the listener is
-/// closed it yields the closed error once, then ends (std's never ends).
-#[derive(Debug)]
-pub struct Incoming<'a> {
-    listener: &'a UnixListener,
-    done: bool,
-}
-
-impl Iterator for Incoming<'_> {
-    type Item = io::Result<UnixStream>;
-    fn next(&mut self) -> Option<io::Result<UnixStream>> {
-        if self.done {
-            return None;
+/// What a Unix listener and its connections have whatever the socket type
+/// (SOCK_STREAM: [`UnixListener`] and [`UnixStream`]; SOCK_SEQPACKET:
+/// [`UnixSeqpacketListener`] and [`UnixSeqpacket`]), written once: the
+/// listener, its `incoming` iterator and the connection's
+/// connect/pair/names. `$sock_type` is the only difference.
+macro_rules! unix_listener {
+    ($listener:ident, $conn:ident, $incoming:ident, $sock_type:expr) => {
+        #[doc = concat!(
+            "The connections of [`", stringify!($listener), "::incoming`]: after the ",
+            "listener is closed it yields the closed error once, then ends (std's never ends)."
+        )]
+        #[derive(Debug)]
+        pub struct $incoming<'a> {
+            listener: &'a $listener,
+            done: bool,
         }
-        let r = self.listener.accept().map(|(s, _)| s);
-        if let Err(e) = &r {
-            self.done = crate::is_closed(e);
-        }
-        Some(r)
-    }
-}
 
-fn unix_addr(
+        impl Iterator for $incoming<'_> {
+            type Item = std::io::Result<$conn>;
+            fn next(&mut self) -> Option<std::io::Result<$conn>> {
+                if self.done {
+                    return None;
+                }
+                let r = self.listener.accept().map(|(s, _)| s);
+                if let Err(e) = &r {
+                    self.done = crate::is_closed(e);
+                }
+                Some(r)
+            }
+        }
+
+        impl $listener {
+            /// Listen on `path` (which must not exist) with the production protocol.
+            pub fn bind(path: impl AsRef<std::path::Path>) -> std::io::Result<$listener> {
+                $listener::bind_with(path, crate::net::Options::default())
+            }
+
+            pub fn bind_with(
+                path: impl AsRef<std::path::Path>,
+                opts: crate::net::Options,
+            ) -> std::io::Result<$listener> {
+                $listener::bind_addr_with(&crate::net::unix::SocketAddr::from_pathname(path)?, opts)
+            }
+
+            /// Listen on `addr`: a path, an abstract name, or
+            /// [`SocketAddr::autobind`](crate::net::unix::SocketAddr::autobind).
+            pub fn bind_addr(addr: &crate::net::unix::SocketAddr) -> std::io::Result<$listener> {
+                $listener::bind_addr_with(addr, crate::net::Options::default())
+            }
+
+            pub fn bind_addr_with(
+                addr: &crate::net::unix::SocketAddr,
+                opts: crate::net::Options,
+            ) -> std::io::Result<$listener> {
+                let fd = crate::net::listen_on(libc::AF_UNIX, $sock_type, addr.as_sys(), opts)?;
+                Ok($listener::from_netfd_plain(fd))
+            }
+
+            /// Wait for a connection. It inherits this listener's options.
+            pub fn accept(&self) -> std::io::Result<($conn, crate::net::unix::SocketAddr)> {
+                let (fd, addr) = self.fd.accept()?;
+                Ok((
+                    $conn::from_netfd_plain(fd),
+                    crate::net::unix::SocketAddr::from_sys(addr),
+                ))
+            }
+
+            #[doc = concat!("An iterator over accepted connections (see [`", stringify!($incoming), "`]).")]
+            pub fn incoming(&self) -> $incoming<'_> {
+                $incoming {
+                    listener: self,
+                    done: false,
+                }
+            }
+
+            pub fn local_addr(&self) -> std::io::Result<crate::net::unix::SocketAddr> {
+                crate::net::unix::unix_addr(&self.fd, crate::sys::getsockname)
+            }
+
+            /// The path this listener is bound to.
+            pub fn local_path(&self) -> std::io::Result<Option<std::path::PathBuf>> {
+                Ok(self.fd.control(crate::sys::getsockname)?.as_unix_path())
+            }
+        }
+
+        impl std::fmt::Debug for $listener {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                crate::net::debug_socket(f, stringify!($listener), &self.fd, false)
+            }
+        }
+
+        impl $conn {
+            /// Connect to the listener at `path` with the production protocol.
+            pub fn connect(path: impl AsRef<std::path::Path>) -> std::io::Result<$conn> {
+                $conn::connect_with(path, crate::net::Options::default())
+            }
+
+            pub fn connect_with(
+                path: impl AsRef<std::path::Path>,
+                opts: crate::net::Options,
+            ) -> std::io::Result<$conn> {
+                $conn::connect_addr_with(&crate::net::unix::SocketAddr::from_pathname(path)?, opts)
+            }
+
+            /// Connect to the listener at `addr` (a path or an abstract name).
+            pub fn connect_addr(addr: &crate::net::unix::SocketAddr) -> std::io::Result<$conn> {
+                $conn::connect_addr_with(addr, crate::net::Options::default())
+            }
+
+            pub fn connect_addr_with(
+                addr: &crate::net::unix::SocketAddr,
+                opts: crate::net::Options,
+            ) -> std::io::Result<$conn> {
+                let fd = crate::netfd::NetFd::socket(libc::AF_UNIX, $sock_type, opts)?;
+                fd.connect(addr.as_sys())?;
+                Ok($conn::from_netfd_plain(fd))
+            }
+
+            /// A connected pair of unnamed sockets.
+            pub fn pair() -> std::io::Result<($conn, $conn)> {
+                $conn::pair_with(crate::net::Options::default())
+            }
+
+            pub fn pair_with(opts: crate::net::Options) -> std::io::Result<($conn, $conn)> {
+                let (a, b) = crate::netfd::NetFd::pair($sock_type, opts)?;
+                Ok(($conn::from_netfd_plain(a), $conn::from_netfd_plain(b)))
+            }
+
+            pub fn local_addr(&self) -> std::io::Result<crate::net::unix::SocketAddr> {
+                crate::net::unix::unix_addr(&self.fd, crate::sys::getsockname)
+            }
+
+            pub fn peer_addr(&self) -> std::io::Result<crate::net::unix::SocketAddr> {
+                crate::net::unix::unix_addr(&self.fd, crate::sys::getpeername)
+            }
+
+            /// The path of the peer, if it is bound to one.
+            pub fn peer_path(&self) -> std::io::Result<Option<std::path::PathBuf>> {
+                Ok(self.fd.control(crate::sys::getpeername)?.as_unix_path())
+            }
+        }
+
+        impl std::fmt::Debug for $conn {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                crate::net::debug_socket(f, stringify!($conn), &self.fd, true)
+            }
+        }
+    };
+}
+pub(crate) use unix_listener;
+
+unix_listener!(UnixListener, UnixStream, Incoming, libc::SOCK_STREAM);
+
+pub(crate) fn unix_addr(
     fd: &NetFd,
     name: fn(i32, crate::probe::OwnerId) -> io::Result<SockAddr>,
 ) -> io::Result<SocketAddr> {
     Ok(SocketAddr::from_sys(fd.control(name)?))
-}
-
-impl UnixListener {
-    /// Listen on `path` (which must not exist) with the production protocol.
-    pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
-        UnixListener::bind_with(path, Options::default())
-    }
-
-    pub fn bind_with(path: impl AsRef<Path>, opts: Options) -> io::Result<UnixListener> {
-        UnixListener::bind_addr_with(&SocketAddr::from_pathname(path)?, opts)
-    }
-
-    /// Listen on `addr`: a path, an abstract name, or
-    /// [`SocketAddr::autobind`].
-    pub fn bind_addr(addr: &SocketAddr) -> io::Result<UnixListener> {
-        UnixListener::bind_addr_with(addr, Options::default())
-    }
-
-    pub fn bind_addr_with(addr: &SocketAddr, opts: Options) -> io::Result<UnixListener> {
-        let fd = listen_on(libc::AF_UNIX, &addr.addr, opts)?;
-        Ok(UnixListener::from_netfd_plain(fd))
-    }
-
-    /// Wait for a connection. The new stream inherits this listener's options.
-    pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (fd, addr) = self.fd.accept()?;
-        Ok((UnixStream::from_netfd_plain(fd), SocketAddr::from_sys(addr)))
-    }
-
-    /// An iterator over accepted connections (see [`Incoming`]).
-    pub fn incoming(&self) -> Incoming<'_> {
-        Incoming {
-            listener: self,
-            done: false,
-        }
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        unix_addr(&self.fd, sys::getsockname)
-    }
-
-    /// The path this listener is bound to.
-    pub fn local_path(&self) -> io::Result<Option<PathBuf>> {
-        Ok(self.fd.control(sys::getsockname)?.as_unix_path())
-    }
-}
-
-impl UnixStream {
-    /// Connect to the listener at `path` with the production protocol.
-    pub fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
-        UnixStream::connect_with(path, Options::default())
-    }
-
-    pub fn connect_with(path: impl AsRef<Path>, opts: Options) -> io::Result<UnixStream> {
-        UnixStream::connect_addr_with(&SocketAddr::from_pathname(path)?, opts)
-    }
-
-    /// Connect to the listener at `addr` (a path or an abstract name).
-    pub fn connect_addr(addr: &SocketAddr) -> io::Result<UnixStream> {
-        UnixStream::connect_addr_with(addr, Options::default())
-    }
-
-    pub fn connect_addr_with(addr: &SocketAddr, opts: Options) -> io::Result<UnixStream> {
-        let fd = NetFd::socket(libc::AF_UNIX, libc::SOCK_STREAM, opts)?;
-        fd.connect(&addr.addr)?;
-        Ok(UnixStream::from_netfd_plain(fd))
-    }
-
-    /// A connected pair of unnamed sockets.
-    pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
-        UnixStream::pair_with(Options::default())
-    }
-
-    pub fn pair_with(opts: Options) -> io::Result<(UnixStream, UnixStream)> {
-        let (a, b) = NetFd::pair(libc::SOCK_STREAM, opts)?;
-        Ok((
-            UnixStream::from_netfd_plain(a),
-            UnixStream::from_netfd_plain(b),
-        ))
-    }
-
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        unix_addr(&self.fd, sys::getsockname)
-    }
-
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        unix_addr(&self.fd, sys::getpeername)
-    }
-
-    /// The path of the peer, if it is bound to one.
-    pub fn peer_path(&self) -> io::Result<Option<PathBuf>> {
-        Ok(self.fd.control(sys::getpeername)?.as_unix_path())
-    }
 }
 
 impl UnixDatagram {

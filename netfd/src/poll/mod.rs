@@ -12,6 +12,11 @@
 //!   its own futex word in the kernel's global futex hash ([`park`]) and the
 //!   server wakes it. This is the path the historical protocols were
 //!   built on.
+//!
+//! std's `set_nonblocking` is a per-socket flag here, not the kernel's
+//! O_NONBLOCK (every netfd descriptor has that): `Poller::wait`, the one
+//! place either path parks, answers `WouldBlock` instead of parking, after
+//! the closing and deadline checks, so the Close contract still wins.
 
 pub(crate) mod desc;
 pub(crate) mod park;
@@ -55,6 +60,9 @@ pub(crate) struct Poller {
     /// Direct path, per direction: the last operation found the socket not
     /// ready, so the next one polls before it tries (see [`Poller::expects_wait`]).
     expect_wait: [AtomicBool; 2],
+    /// std's `set_nonblocking`: an operation that would park returns
+    /// `WouldBlock` instead (see [`Poller::wait`]).
+    nonblocking: AtomicBool,
 }
 
 impl Poller {
@@ -69,6 +77,7 @@ impl Poller {
             pd,
             token,
             expect_wait: [AtomicBool::new(false), AtomicBool::new(false)],
+            nonblocking: AtomicBool::new(false),
         })
     }
 
@@ -82,7 +91,23 @@ impl Poller {
     /// Direct path only: the server path's readiness is edge-triggered state.
     #[inline]
     pub(crate) fn expects_wait(&self, dir: Dir) -> bool {
-        self.token.is_none() && self.expect_wait[dir as usize].load(Ordering::Relaxed)
+        self.token.is_none()
+            && self.expect_wait[dir as usize].load(Ordering::Relaxed)
+            && !self.is_nonblocking()
+    }
+
+    /// std's `set_nonblocking`. The kernel descriptor is O_NONBLOCK either
+    /// way; this only decides whether [`wait`](Self::wait) parks. An
+    /// operation already parked when it is turned on stays parked until it
+    /// is woken (as a blocking syscall does in std); only its next wait
+    /// answers `WouldBlock`.
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        self.nonblocking.load(Ordering::Relaxed)
     }
 
     /// Record whether the last attempt in `dir` found the socket not ready.
@@ -115,7 +140,15 @@ impl Poller {
     /// Wait until `fd` may be ready in `dir`, its deadline passes (timed-out
     /// error) or the socket closes (closed error). `Ok` means: try the
     /// syscall again. The caller holds a reference, so `fd` stays open.
+    ///
+    /// A non-blocking socket never parks: this is the one place an operation
+    /// would, on both paths, so it answers `WouldBlock` (EAGAIN, as std) here,
+    /// after the closed and deadline checks, so Close still wins.
     pub(crate) fn wait(&self, dir: Dir, fd: RawFd, owner: OwnerId) -> io::Result<()> {
+        if self.is_nonblocking() {
+            self.pd.check(dir)?;
+            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+        }
         match self.token {
             None => self.wait_direct(dir, fd, owner),
             Some(token) => self.wait_server(dir, token, owner),

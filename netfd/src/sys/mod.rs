@@ -274,6 +274,16 @@ pub fn set_nonblocking(fd: RawFd, owner: OwnerId, on: bool) -> io::Result<()> {
     .map(drop)
 }
 
+/// Whether O_NONBLOCK is set on `fd` (a descriptor being adopted: netfd
+/// keeps what it had as the socket's `set_nonblocking` flag).
+pub fn is_nonblocking(fd: RawFd, owner: OwnerId) -> io::Result<bool> {
+    let flags = probed(SysOp::GetSockOpt, fd, owner, OwnerId::NONE, || {
+        // SAFETY: plain syscall with integer arguments.
+        i64::from(unsafe { libc::fcntl(fd, libc::F_GETFL) })
+    })?;
+    Ok(flags & i64::from(libc::O_NONBLOCK) != 0)
+}
+
 /// A connected pair of Unix sockets of type `ty`, non-blocking and
 /// close-on-exec, for `owners`.
 pub fn socketpair(ty: i32, owners: [OwnerId; 2]) -> io::Result<[RawFd; 2]> {
@@ -352,6 +362,82 @@ pub fn getsockopt_int(fd: RawFd, owner: OwnerId, level: i32, name: i32) -> io::R
         })
     })?;
     Ok(value)
+}
+
+/// IP_ADD_MEMBERSHIP (`join`) or IP_DROP_MEMBERSHIP: the IPv4 multicast
+/// group `group` on the interface with address `interface` (std's
+/// `join_multicast_v4`).
+pub fn multicast_membership_v4(
+    fd: RawFd,
+    owner: OwnerId,
+    join: bool,
+    group: std::net::Ipv4Addr,
+    interface: std::net::Ipv4Addr,
+) -> io::Result<()> {
+    let mreq = libc::ip_mreq {
+        imr_multiaddr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(group.octets()),
+        },
+        imr_interface: libc::in_addr {
+            s_addr: u32::from_ne_bytes(interface.octets()),
+        },
+    };
+    let name = if join {
+        libc::IP_ADD_MEMBERSHIP
+    } else {
+        libc::IP_DROP_MEMBERSHIP
+    };
+    probed(SysOp::SetSockOpt, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `mreq` is a valid ip_mreq for the duration of the call and
+        // the length passed is its size.
+        i64::from(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                name,
+                (&mreq as *const libc::ip_mreq).cast(),
+                std::mem::size_of::<libc::ip_mreq>() as libc::socklen_t,
+            )
+        })
+    })
+    .map(drop)
+}
+
+/// IPV6_ADD_MEMBERSHIP (`join`) or IPV6_DROP_MEMBERSHIP: the IPv6 multicast
+/// group `group` on interface index `interface` (0: the kernel chooses; std's
+/// `join_multicast_v6`).
+pub fn multicast_membership_v6(
+    fd: RawFd,
+    owner: OwnerId,
+    join: bool,
+    group: std::net::Ipv6Addr,
+    interface: u32,
+) -> io::Result<()> {
+    let mreq = libc::ipv6_mreq {
+        ipv6mr_multiaddr: libc::in6_addr {
+            s6_addr: group.octets(),
+        },
+        ipv6mr_interface: interface as libc::c_uint,
+    };
+    let name = if join {
+        libc::IPV6_ADD_MEMBERSHIP
+    } else {
+        libc::IPV6_DROP_MEMBERSHIP
+    };
+    probed(SysOp::SetSockOpt, fd, owner, OwnerId::NONE, || {
+        // SAFETY: `mreq` is a valid ipv6_mreq for the duration of the call
+        // and the length passed is its size.
+        i64::from(unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IPV6,
+                name,
+                (&mreq as *const libc::ipv6_mreq).cast(),
+                std::mem::size_of::<libc::ipv6_mreq>() as libc::socklen_t,
+            )
+        })
+    })
+    .map(drop)
 }
 
 /// SO_LINGER: `None` turns lingering off.

@@ -129,7 +129,7 @@ impl Go2009Refcount {
         self.check()?;
         let _wio = lock(&self.wio);
         let _ref = self.incref();
-        shared::write_all(buf, |rest| {
+        shared::write_all(&self.poller, buf, |rest| {
             self.io(Dir::Write, |fd| sys::write(fd, self.owner, rest))
         })
     }
@@ -197,6 +197,10 @@ impl Go2009Refcount {
         self.check()?;
         let _ref = self.incref();
         f(self.sysfd.load(Relaxed), self.owner)
+    }
+
+    pub(crate) fn poller(&self) -> &Poller {
+        &self.poller
     }
 
     /// Go's `setReadTimeout` touched neither the reference nor the check.

@@ -66,7 +66,7 @@ impl OptimisticFd {
     pub(crate) fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.check()?;
         let _wio = lock(&self.wio);
-        shared::write_all(buf, |rest| {
+        shared::write_all(&self.poller, buf, |rest| {
             self.io(Dir::Write, |fd| sys::write(fd, self.owner, rest))
         })
     }
@@ -129,6 +129,10 @@ impl OptimisticFd {
     pub(crate) fn store_deadline(&self, dir: Dir, deadline: Option<Instant>) {
         self.poller.desc().set_deadline(dir, deadline);
         probe::sync_point(SyncPoint::AfterSetDeadline, self.owner);
+    }
+
+    pub(crate) fn poller(&self) -> &Poller {
+        &self.poller
     }
 
     pub(crate) fn is_closed(&self) -> bool {

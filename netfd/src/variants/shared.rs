@@ -51,12 +51,18 @@ pub(crate) fn io_loop<T>(
 }
 
 /// Write all of `buf` through `chunk`, which writes some prefix of what it is
-/// given (waiting as it needs to) and reports how much.
+/// given (waiting as it needs to) and reports how much. On a non-blocking
+/// socket one chunk is the answer, as std's `write`: a second could only
+/// report `WouldBlock` and lose the count of what the first wrote.
 #[inline]
 pub(crate) fn write_all(
+    poller: &Poller,
     buf: &[u8],
     mut chunk: impl FnMut(&[u8]) -> io::Result<usize>,
 ) -> io::Result<usize> {
+    if poller.is_nonblocking() {
+        return chunk(buf);
+    }
     let mut done = 0;
     while done < buf.len() {
         // A write parked on a full buffer must fail with the closed error

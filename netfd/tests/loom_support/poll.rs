@@ -175,6 +175,9 @@ pub struct Poller {
     /// Production's poll-first hint, per direction (a relaxed std atomic
     /// there; a loom one here, so loom also tries its stale values).
     expect_wait: [AtomicBool; 2],
+    /// Production's `set_nonblocking` flag. No model turns it on, so a std
+    /// atomic: it adds no state for loom to explore.
+    nonblocking: std::sync::atomic::AtomicBool,
 }
 
 impl Poller {
@@ -188,11 +191,24 @@ impl Poller {
             pd,
             token,
             expect_wait: [AtomicBool::new(false), AtomicBool::new(false)],
+            nonblocking: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     pub fn expects_wait(&self, dir: Dir) -> bool {
-        self.token.is_none() && self.expect_wait[dir as usize].load(Ordering::Relaxed)
+        self.token.is_none()
+            && self.expect_wait[dir as usize].load(Ordering::Relaxed)
+            && !self.is_nonblocking()
+    }
+
+    #[allow(dead_code)]
+    pub fn set_nonblocking(&self, on: bool) {
+        self.nonblocking
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_nonblocking(&self) -> bool {
+        self.nonblocking.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn set_expects_wait(&self, dir: Dir, expect: bool) {
@@ -220,6 +236,10 @@ impl Poller {
     }
 
     pub fn wait(&self, dir: Dir, fd: RawFd, owner: OwnerId) -> io::Result<()> {
+        if self.is_nonblocking() {
+            self.pd.check(dir)?;
+            return Err(io::Error::from_raw_os_error(libc::EAGAIN));
+        }
         match self.token {
             None => self.wait_direct(dir, fd, owner),
             Some(token) => self.wait_server(dir, token, owner),

@@ -206,3 +206,218 @@ pub fn unix_datagram(dir: &Path) -> io::Result<()> {
     let _ = format!("{y:?} {:?}", a.local_addr()?);
     Ok(())
 }
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// A std event loop's retry: `op` until it stops answering WouldBlock.
+fn retry<T>(mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match op() {
+            Err(e) if would_block(&e) && t0.elapsed() < Duration::from_secs(10) => {
+                thread::yield_now()
+            }
+            other => return other,
+        }
+    }
+}
+
+pub fn nonblocking(dir: &Path) -> io::Result<()> {
+    let mut buf = [0u8; 8];
+    let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    assert!(would_block(&listener.accept().unwrap_err()));
+    let mut client = net::TcpStream::connect(listener.local_addr()?)?;
+    let (mut server, _) = retry(|| listener.accept())?;
+    server.set_nonblocking(true)?;
+    assert!(would_block(&server.read(&mut buf).unwrap_err()));
+    assert!(would_block(&server.peek(&mut buf).unwrap_err()));
+    client.write_all(b"nb")?;
+    assert_eq!(retry(|| server.read(&mut buf))?, 2);
+    server.set_nonblocking(false)?;
+    client.write_all(b"b")?;
+    assert_eq!(server.read(&mut buf)?, 1);
+
+    // A std socket made nonblocking stays nonblocking when converted.
+    let std_udp = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    std_udp.set_nonblocking(true)?;
+    let udp = net::UdpSocket::from(std_udp);
+    assert!(would_block(&udp.recv_from(&mut buf).unwrap_err()));
+    udp.send_to(b"self", udp.local_addr()?)?;
+    assert_eq!(retry(|| udp.recv_from(&mut buf))?.0, 4);
+
+    let path = dir.join("nb.sock");
+    let ul = unix::UnixListener::bind(&path)?;
+    ul.set_nonblocking(true)?;
+    assert!(would_block(&ul.accept().unwrap_err()));
+    let (p, mut q) = unix::UnixStream::pair()?;
+    p.set_nonblocking(true)?;
+    q.set_nonblocking(true)?;
+    assert!(would_block(&q.read(&mut buf).unwrap_err()));
+    let (x, y) = unix::UnixDatagram::pair()?;
+    x.set_nonblocking(true)?;
+    y.set_nonblocking(true)?;
+    assert!(would_block(&y.recv(&mut buf).unwrap_err()));
+    Ok(())
+}
+
+/// How a call came out: "ok", or its error's kind and errno.
+fn outcome<T>(r: io::Result<T>) -> String {
+    match r {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("{:?} {:?}", e.kind(), e.raw_os_error()),
+    }
+}
+
+/// Multicast options round-trip; joins and leaves are tried only with a
+/// loopback address as the "group", which both refuse (no real group is
+/// ever joined or sent to). Returns the outcomes for the caller to compare.
+pub fn udp_multicast() -> io::Result<Vec<String>> {
+    let mut seen = Vec::new();
+    let a = net::UdpSocket::bind("127.0.0.1:0")?;
+    a.set_multicast_loop_v4(false)?;
+    assert!(!a.multicast_loop_v4()?);
+    a.set_multicast_loop_v4(true)?;
+    assert!(a.multicast_loop_v4()?);
+    a.set_multicast_ttl_v4(5)?;
+    assert_eq!(a.multicast_ttl_v4()?, 5);
+    let lo = net::Ipv4Addr::LOCALHOST;
+    let join = a.join_multicast_v4(&lo, &lo);
+    assert!(join.is_err(), "127.0.0.1 is no multicast group");
+    seen.push(outcome(join));
+    seen.push(outcome(a.leave_multicast_v4(&lo, &net::Ipv4Addr::UNSPECIFIED)));
+    seen.push(outcome(a.set_multicast_loop_v6(false)));
+    seen.push(outcome(a.multicast_loop_v6()));
+    if let Ok(b) = net::UdpSocket::bind("[::1]:0") {
+        b.set_multicast_loop_v6(false)?;
+        assert!(!b.multicast_loop_v6()?);
+        b.set_multicast_loop_v6(true)?;
+        assert!(b.multicast_loop_v6()?);
+        let join = b.join_multicast_v6(&net::Ipv6Addr::LOCALHOST, 0);
+        assert!(join.is_err(), "::1 is no multicast group");
+        seen.push(outcome(join));
+        seen.push(outcome(b.leave_multicast_v6(&net::Ipv6Addr::LOCALHOST, 0)));
+        seen.push(outcome(b.set_multicast_ttl_v4(3)));
+        seen.push(outcome(b.multicast_loop_v4()));
+    }
+    Ok(seen)
+}
+
+/// Raw descriptors in and out, as std code moves sockets between libraries.
+pub fn raw_fds(dir: &Path) -> io::Result<()> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    // SAFETY: the number was just given up by `into_raw_fd`; nothing else owns it.
+    let listener = unsafe { net::TcpListener::from_raw_fd(listener.into_raw_fd()) };
+    let stream = net::TcpStream::connect(addr)?;
+    // SAFETY: as above.
+    let mut stream = unsafe { net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+    let (mut server, _) = listener.accept()?;
+    stream.write_all(b"raw")?;
+    let mut buf = [0u8; 3];
+    server.read_exact(&mut buf)?;
+    assert_eq!(&buf, b"raw");
+
+    let udp = net::UdpSocket::bind("127.0.0.1:0")?;
+    // SAFETY: as above.
+    let udp = unsafe { net::UdpSocket::from_raw_fd(udp.into_raw_fd()) };
+    udp.send_to(b"u", udp.local_addr()?)?;
+    assert_eq!(udp.recv(&mut buf)?, 1);
+
+    let path = dir.join("raw.sock");
+    let ul = unix::UnixListener::bind(&path)?;
+    // SAFETY: as above.
+    let ul = unsafe { unix::UnixListener::from_raw_fd(ul.into_raw_fd()) };
+    let us = unix::UnixStream::connect(&path)?;
+    // SAFETY: as above.
+    let mut us = unsafe { unix::UnixStream::from_raw_fd(us.into_raw_fd()) };
+    let (mut peer, _) = ul.accept()?;
+    us.write_all(b"u")?;
+    peer.read_exact(&mut buf[..1])?;
+    let (x, y) = unix::UnixDatagram::pair()?;
+    // SAFETY: as above.
+    let x = unsafe { unix::UnixDatagram::from_raw_fd(x.into_raw_fd()) };
+    x.send(b"d")?;
+    assert_eq!(y.recv(&mut buf)?, 1);
+    Ok(())
+}
+
+/// std's Linux `SocketAddrExt`. netfd has its methods as inherent ones, so
+/// the trait import is unused in the netfd build (hence the allow).
+/// (`TcpStreamExt::quickack` is std's since 1.89, past this crate's MSRV:
+/// netfd's is tested in `std_shapes.rs`.)
+pub fn linux_ext() -> io::Result<()> {
+    #[allow(unused_imports)]
+    use std::os::linux::net::SocketAddrExt;
+    let name = unix::SocketAddr::from_abstract_name(b"netfd-dropin-unused")?;
+    assert_eq!(name.as_abstract_name(), Some(&b"netfd-dropin-unused"[..]));
+    assert!(name.as_pathname().is_none());
+    Ok(())
+}
+
+/// Every remaining stable method of std's socket types, called once each
+/// (most of what matters here is that it compiles both ways).
+pub fn every_method(dir: &Path) -> io::Result<()> {
+    let t = Some(Duration::from_secs(10));
+    let listener = net::TcpListener::bind("127.0.0.1:0")?;
+    let listener2 = listener.try_clone()?;
+    assert_eq!(listener2.local_addr()?, listener.local_addr()?);
+    listener2.set_nonblocking(false)?;
+    let stream = net::TcpStream::connect(listener.local_addr()?)?;
+    let (accepted, _) = listener2.accept()?;
+    let stream2 = stream.try_clone()?;
+    stream2.set_write_timeout(t)?;
+    assert_eq!(stream2.write_timeout()?, t);
+    assert_eq!(stream2.read_timeout()?, None);
+    assert!(accepted.take_error()?.is_none());
+    let _ = format!("{listener:?}");
+
+    let udp = net::UdpSocket::bind("127.0.0.1:0")?;
+    let udp2 = udp.try_clone()?;
+    udp2.set_write_timeout(t)?;
+    udp2.set_read_timeout(t)?;
+    assert_eq!((udp2.read_timeout()?, udp2.write_timeout()?), (t, t));
+    assert!(udp2.peer_addr().is_err());
+
+    let path = dir.join("every.sock");
+    let addr = unix::SocketAddr::from_pathname(&path)?;
+    let ul = unix::UnixListener::bind_addr(&addr)?;
+    let ul2 = ul.try_clone()?;
+    assert!(ul2.take_error()?.is_none());
+    let _ = format!("{ul:?}");
+    let us = unix::UnixStream::connect_addr(&addr)?;
+    let (peer, from) = ul.accept()?;
+    assert!(from.is_unnamed() && from.clone().as_pathname().is_none());
+    let us2 = us.try_clone()?;
+    us2.set_read_timeout(t)?;
+    us2.set_write_timeout(t)?;
+    assert_eq!((us2.read_timeout()?, us2.write_timeout()?), (t, t));
+    assert_eq!(us2.peer_addr()?.as_pathname(), Some(path.as_path()));
+    assert!(us2.local_addr()?.is_unnamed());
+    assert!(us2.take_error()?.is_none());
+    (&us2).write_all(b"r")?;
+    let mut buf = [0u8; 4];
+    (&peer).read_exact(&mut buf[..1])?;
+    us2.shutdown(net::Shutdown::Both)?;
+
+    let d_path = dir.join("every-d.sock");
+    let d_addr = unix::SocketAddr::from_pathname(&d_path)?;
+    let d = unix::UnixDatagram::bind_addr(&d_addr)?;
+    let sender = unix::UnixDatagram::unbound()?;
+    sender.send_to_addr(b"a", &d_addr)?;
+    sender.connect_addr(&d_addr)?;
+    sender.send(b"b")?;
+    let d2 = d.try_clone()?;
+    d2.set_read_timeout(t)?;
+    d2.set_write_timeout(t)?;
+    assert_eq!((d2.read_timeout()?, d2.write_timeout()?), (t, t));
+    assert_eq!(d2.recv(&mut buf)?, 1);
+    assert_eq!(d2.recv_from(&mut buf)?.0, 1);
+    assert_eq!(d2.local_addr()?.as_pathname(), Some(d_path.as_path()));
+    assert!(d2.peer_addr().is_err());
+    d2.shutdown(net::Shutdown::Read)?;
+    Ok(())
+}
