@@ -114,7 +114,12 @@ use std::time::Instant;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Addr {
     Inet(SocketAddr),
+    /// A Unix-domain stream socket's path.
     Unix(PathBuf),
+    /// A Unix-domain sequenced-packet socket's path (`SOCK_SEQPACKET`, the
+    /// `unixpacket` transport). A target without such sockets returns
+    /// `Unsupported` for it and says so in [`Target::has_unix_seqpacket`].
+    UnixPacket(PathBuf),
 }
 
 impl std::fmt::Display for Addr {
@@ -122,6 +127,7 @@ impl std::fmt::Display for Addr {
         match self {
             Addr::Inet(a) => write!(f, "{a}"),
             Addr::Unix(p) => write!(f, "unix:{}", p.display()),
+            Addr::UnixPacket(p) => write!(f, "unixpacket:{}", p.display()),
         }
     }
 }
@@ -156,6 +162,13 @@ pub trait Target: Send + Sync {
     /// draw the `unixgram` transport only for a target that says so (for
     /// one that does not, those draws run on `udp4`). Default: no.
     fn has_unix_datagram(&self) -> bool {
+        false
+    }
+    /// Whether [`Target::listen`] and [`Target::dial`] take
+    /// [`Addr::UnixPacket`] (Unix sequenced-packet sockets, the `unixpacket`
+    /// transport). Default: no; a `unixpacket` scenario then fails to set up
+    /// with the target's `Unsupported` error.
+    fn has_unix_seqpacket(&self) -> bool {
         false
     }
     /// Whether every syscall the target makes is reported through netfd's
@@ -243,11 +256,13 @@ enum NetfdConn {
     Unix(netfd::UnixStream),
     Udp(netfd::UdpSocket, SocketAddr),
     UnixDatagram(netfd::UnixDatagram),
+    Seqpacket(netfd::unix::UnixSeqpacket),
 }
 
 enum NetfdListener {
     Tcp(netfd::TcpListener),
     Unix(netfd::UnixListener),
+    Seqpacket(netfd::unix::UnixSeqpacketListener),
 }
 
 /// Apply `f` to whichever socket type `$v` holds.
@@ -258,6 +273,7 @@ macro_rules! each {
             NetfdConn::Unix($s) => $e,
             NetfdConn::Udp($s, _) => $e,
             NetfdConn::UnixDatagram($s) => $e,
+            NetfdConn::Seqpacket($s) => $e,
         }
     };
 }
@@ -275,6 +291,8 @@ impl Conn for NetfdConn {
             // recvfrom(2), as UDP's; the socket is connected, so only its
             // peer's datagrams arrive.
             NetfdConn::UnixDatagram(s) => s.recv_from(buf).map(|(n, _)| n),
+            // One record; a `bytes` shorter than it truncates it, as recv(2).
+            NetfdConn::Seqpacket(s) => s.recv(buf),
         }
     }
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
@@ -284,6 +302,7 @@ impl Conn for NetfdConn {
             NetfdConn::Unix(s) => (&*s).write(buf),
             NetfdConn::Udp(s, peer) => s.send_to(buf, *peer),
             NetfdConn::UnixDatagram(s) => s.send(buf),
+            NetfdConn::Seqpacket(s) => s.send(buf),
         }
     }
     fn set_deadline(&self, dir: Direction, at: Option<Instant>) -> io::Result<()> {
@@ -301,7 +320,7 @@ impl Conn for NetfdConn {
             NetfdConn::Tcp(s) => s.local_addr().map(Some),
             NetfdConn::Unix(_) => Ok(None),
             NetfdConn::Udp(s, _) => s.local_addr().map(Some),
-            NetfdConn::UnixDatagram(_) => Ok(None),
+            NetfdConn::UnixDatagram(_) | NetfdConn::Seqpacket(_) => Ok(None),
         }
     }
 }
@@ -311,18 +330,21 @@ impl Listener for NetfdListener {
         match self {
             NetfdListener::Tcp(l) => l.owner_id(),
             NetfdListener::Unix(l) => l.owner_id(),
+            NetfdListener::Seqpacket(l) => l.owner_id(),
         }
     }
     fn accept(&self) -> io::Result<Box<dyn Conn>> {
         Ok(match self {
             NetfdListener::Tcp(l) => Box::new(NetfdConn::Tcp(l.accept()?.0)),
             NetfdListener::Unix(l) => Box::new(NetfdConn::Unix(l.accept()?.0)),
+            NetfdListener::Seqpacket(l) => Box::new(NetfdConn::Seqpacket(l.accept()?.0)),
         })
     }
     fn close(&self) -> io::Result<()> {
         match self {
             NetfdListener::Tcp(l) => l.close(),
             NetfdListener::Unix(l) => l.close(),
+            NetfdListener::Seqpacket(l) => l.close(),
         }
     }
     fn local_addr(&self) -> io::Result<Addr> {
@@ -332,6 +354,10 @@ impl Listener for NetfdListener {
                 .local_path()?
                 .map(Addr::Unix)
                 .ok_or_else(|| io::Error::other("unix listener has no path")),
+            NetfdListener::Seqpacket(l) => l
+                .local_path()?
+                .map(Addr::UnixPacket)
+                .ok_or_else(|| io::Error::other("unix seqpacket listener has no path")),
         }
     }
 }
@@ -350,6 +376,9 @@ impl Target for NetfdTarget {
                 p,
                 self.options,
             )?)),
+            Addr::UnixPacket(p) => Box::new(NetfdListener::Seqpacket(
+                netfd::unix::UnixSeqpacketListener::bind_with(p, self.options)?,
+            )),
         })
     }
     fn dial(&self, addr: &Addr) -> io::Result<Box<dyn Conn>> {
@@ -362,6 +391,9 @@ impl Target for NetfdTarget {
                 p,
                 self.options,
             )?)),
+            Addr::UnixPacket(p) => Box::new(NetfdConn::Seqpacket(
+                netfd::unix::UnixSeqpacket::connect_with(p, self.options)?,
+            )),
         })
     }
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
@@ -374,6 +406,9 @@ impl Target for NetfdTarget {
         Ok(Box::new(NetfdConn::UnixDatagram(s)))
     }
     fn has_unix_datagram(&self) -> bool {
+        true
+    }
+    fn has_unix_seqpacket(&self) -> bool {
         true
     }
     fn reports_syscalls(&self) -> bool {

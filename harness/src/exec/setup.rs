@@ -108,6 +108,9 @@ pub(super) fn setup_listeners(
     (0..scenario.listeners)
         .map(|i| {
             let addr = match dir {
+                Some(d) if scenario.transport == Transport::Unixpacket => {
+                    Addr::UnixPacket(d.join(format!("l{i}.sock")))
+                }
                 Some(d) => Addr::Unix(d.join(format!("l{i}.sock"))),
                 None => Addr::Inet(SocketAddr::new(ip, 0)),
             };
@@ -170,6 +173,20 @@ pub(super) fn setup_connections(
                 fill(case, i, conn, Peer::Unix(peer));
             }
         }
+        Transport::Unixpacket => {
+            let path = dir
+                .ok_or_else(|| SetupError("no temp dir".into()))?
+                .join("peer.sock");
+            let helper = seqpacket_listener(&path).map_err(|e| setup_err("helper listener", e))?;
+            for i in 0..scenario.connections {
+                let conn = case
+                    .target
+                    .dial(&Addr::UnixPacket(path.clone()))
+                    .map_err(|e| setup_err("dial", e))?;
+                let (peer, _) = helper.accept().map_err(|e| setup_err("accept", e))?;
+                fill(case, i, conn, Peer::Unix(seqpacket_peer(peer)));
+            }
+        }
         Transport::Udp4 | Transport::Udp6 => {
             for i in 0..scenario.connections {
                 let peer = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
@@ -209,6 +226,22 @@ pub(super) fn setup_connections(
         }
     }
     Ok(())
+}
+
+/// The harness's listening end of the `unixpacket` transport.
+fn seqpacket_listener(path: &std::path::Path) -> io::Result<socket2::Socket> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let s = Socket::new(Domain::UNIX, Type::SEQPACKET.cloexec(), None)?;
+    s.bind(&SockAddr::unix(path)?)?;
+    s.listen(128)?;
+    Ok(s)
+}
+
+/// A harness-owned peer end of a `unixpacket` connection, as a
+/// `UnixStream`: read(2) and write(2) on a sequenced-packet socket move one
+/// record each, so the stream peer's code (send, drain, drop) serves as is.
+fn seqpacket_peer(s: socket2::Socket) -> std::os::unix::net::UnixStream {
+    std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(s))
 }
 
 pub(super) fn fill(case: &Case, i: usize, conn: Box<dyn Conn>, peer: Peer) {

@@ -102,17 +102,24 @@ pub enum Transport {
     /// case's private directory and connected to a harness-owned peer bound
     /// beside it. Datagram rules, as UDP's: no listeners, no slots.
     Unixgram,
+    /// Unix-domain sequenced-packet sockets (`SOCK_SEQPACKET`, Go's
+    /// `unixpacket`): connection-oriented like `unix` (listeners, dial,
+    /// accept), with record boundaries, so each write is one record and
+    /// must fit the socket's send buffer (at most 65,507 bytes here, as a
+    /// datagram).
+    Unixpacket,
 }
 
 impl Transport {
     /// Every transport, in the order of the documentation.
-    pub const ALL: [Transport; 6] = [
+    pub const ALL: [Transport; 7] = [
         Transport::Tcp4,
         Transport::Tcp6,
         Transport::Udp4,
         Transport::Udp6,
         Transport::Unix,
         Transport::Unixgram,
+        Transport::Unixpacket,
     ];
 
     /// The name used in scenario files.
@@ -124,6 +131,7 @@ impl Transport {
             Transport::Udp6 => "udp6",
             Transport::Unix => "unix",
             Transport::Unixgram => "unixgram",
+            Transport::Unixpacket => "unixpacket",
         }
     }
 
@@ -137,10 +145,19 @@ impl Transport {
 
     /// Unix-domain transports: their sockets live in a private directory.
     pub fn is_unix(self) -> bool {
-        matches!(self, Transport::Unix | Transport::Unixgram)
+        matches!(
+            self,
+            Transport::Unix | Transport::Unixgram | Transport::Unixpacket
+        )
     }
 
-    /// Stream transports: listeners, `dial`, `accept`.
+    /// Record transports: every write is one record, which must fit a
+    /// send buffer (`unixpacket`, and the datagram transports).
+    pub fn has_records(self) -> bool {
+        self.is_datagram() || self == Transport::Unixpacket
+    }
+
+    /// Connection transports: listeners, `dial`, `accept`.
     pub fn is_stream(self) -> bool {
         !self.is_datagram()
     }

@@ -329,9 +329,10 @@ fn check_op(c: &mut Checker<'_>, at: &OpAt, op: &Op, closed_here: &mut HashSet<u
     }
     let (size, max) = match *op {
         Op::Read { bytes, .. } => (Some(bytes), l.max_stream_read),
+        Op::Write { bytes, .. } if transport.has_records() => (Some(bytes), l.max_datagram),
         Op::Write { bytes, .. } => (Some(bytes), l.max_stream_write),
         Op::ReadFrom { bytes, .. } | Op::WriteTo { bytes, .. } => (Some(bytes), l.max_datagram),
-        Op::PeerWrite { bytes, .. } if transport.is_datagram() => (Some(bytes), l.max_datagram),
+        Op::PeerWrite { bytes, .. } if transport.has_records() => (Some(bytes), l.max_datagram),
         Op::PeerWrite { bytes, .. } => (Some(bytes), l.max_stream_read),
         _ => (None, 0),
     };

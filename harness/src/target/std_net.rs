@@ -178,6 +178,14 @@ impl Listener for StdListener {
     }
 }
 
+/// std has no sequenced-packet sockets.
+fn no_seqpacket() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "std::net has no Unix sequenced-packet sockets (the unixpacket transport)",
+    )
+}
+
 impl Target for StdNetTarget {
     fn name(&self) -> String {
         "std-net".into()
@@ -188,12 +196,14 @@ impl Target for StdNetTarget {
             Addr::Unix(p) => {
                 StdListener::Unix(Cancellable::new(UnixListener::bind(p)?)?, p.clone())
             }
+            Addr::UnixPacket(_) => return Err(no_seqpacket()),
         }))
     }
     fn dial(&self, addr: &Addr) -> io::Result<Box<dyn Conn>> {
         let s = match addr {
             Addr::Inet(a) => Socket::Tcp(TcpStream::connect(a)?),
             Addr::Unix(p) => Socket::Unix(UnixStream::connect(p)?),
+            Addr::UnixPacket(_) => return Err(no_seqpacket()),
         };
         Ok(Box::new(StdConn(Cancellable::new(s)?)))
     }
