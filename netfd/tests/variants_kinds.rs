@@ -1,13 +1,12 @@
 //! Every lifetime protocol serves the newer socket kinds and operations
 //! correctly when nobody races Close (connected UDP, Unix datagrams and
-//! seqpacket sockets, peek,
-//! vectored I/O, connect_timeout, try_clone), each on the wait path it was
-//! designed with and on the other one, and fails with the closed error after
-//! Close. These are the constructors a harness transport calls:
-//! `UdpSocket::bind_with(addr, opts)` + `connect`, `UnixDatagram::bind_with`
-//! / `unbound_with` / `pair_with(opts)`, `UnixSeqpacketListener::bind_with`
-//! + `UnixSeqpacket::connect_with` / `pair_with`,
-//! `TcpStream::unconnected(addr, opts)` + `connect_to`.
+//! seqpacket sockets, peek, vectored I/O, connect_timeout, try_clone), each
+//! on the wait path it was designed with and on the other one, and fails
+//! with the closed error after Close. These are the constructors a harness
+//! transport calls: `UdpSocket::bind_with(addr, opts)` + `connect`,
+//! `UnixDatagram::bind_with` / `unbound_with` / `pair_with(opts)`,
+//! `UnixSeqpacketListener::bind_with` and `UnixSeqpacket::connect_with` /
+//! `pair_with`, `TcpStream::unconnected(addr, opts)` + `connect_to`.
 
 mod common;
 
