@@ -7,11 +7,14 @@
 //! fails to set them up with a message that says so; and a write larger
 //! than a record can be is refused when the scenario loads.
 
+use harness::gen::{self, case_rng, proptest_config, Bounds, GenConfig, TargetKinds};
 use harness::report::{Mode, Report, ViolationKind};
 use harness::run::{self, RunConfig, Source};
 use harness::scenario::{self, Transport};
 use harness::target::{Addr, NetfdTarget, StdNetTarget, Target};
 use netfd::{Variant, WaitPath};
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::TestRunner;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -245,4 +248,89 @@ fn a_record_larger_than_a_datagram_is_refused_at_load() {
         msg.contains("too_big.json") && msg.contains("65507"),
         "{msg}"
     );
+}
+
+#[test]
+fn generated_cases_draw_unixpacket_only_for_a_target_that_has_it() {
+    let cfg = GenConfig::new(Mode::Controlled, 3, 600);
+    let config = proptest_config(&cfg);
+    let with = gen::case_strategy(Bounds::default());
+    let without = gen::case_strategy_for(
+        Bounds::default(),
+        TargetKinds {
+            unix_seqpacket: false,
+            ..TargetKinds::ALL
+        },
+    );
+    assert!(!TargetKinds::of(&StdNetTarget).unix_seqpacket);
+    let mut drawn = 0;
+    for i in 0..cfg.cases {
+        let draw = |s: &proptest::strategy::BoxedStrategy<gen::GenCase>| {
+            let mut runner = TestRunner::new_with_rng(config.clone(), case_rng(cfg.seed, i));
+            s.new_tree(&mut runner).expect("draw").current()
+        };
+        let (a, b) = (draw(&with), draw(&without));
+        assert_ne!(b.scenario.transport, Transport::Unixpacket);
+        b.scenario.validate().expect("valid");
+        if a.scenario.transport == Transport::Unixpacket {
+            drawn += 1;
+            a.scenario
+                .validate()
+                .expect("a generated unixpacket case is valid");
+            assert_eq!(b.scenario.transport, Transport::Unix, "case {i}");
+            assert_eq!(a.schedule, b.schedule, "case {i}");
+        } else {
+            assert_eq!(a, b, "case {i}");
+        }
+    }
+    assert!(drawn > 0, "no unixpacket case in {} draws", cfg.cases);
+}
+
+/// Generated cases on the `unixpacket` transport alone (the other draws
+/// skipped) against fdmutex on both wait paths, in both modes: all clean.
+/// `UNIXPACKET_SOAK_CASES` sets the cases per path and mode (default 60).
+#[test]
+fn fdmutex_is_clean_on_generated_unixpacket_cases() {
+    let _alone = alone();
+    harness::intercept::link();
+    let per_run: u64 = std::env::var("UNIXPACKET_SOAK_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let strategy = gen::case_strategy(Bounds::default());
+    for mode in [Mode::Controlled, Mode::Free] {
+        for wait in [WaitPath::Direct, WaitPath::Server] {
+            let target: Arc<dyn Target> =
+                Arc::new(NetfdTarget::with_wait(Variant::FdMutex, Some(wait)));
+            let cfg = GenConfig::new(mode, 22, per_run);
+            let config = proptest_config(&cfg);
+            let (mut ran, mut syscalls) = (0u64, 0u64);
+            let mut i = 0u64;
+            while ran < per_run {
+                let mut runner = TestRunner::new_with_rng(config.clone(), case_rng(cfg.seed, i));
+                i += 1;
+                let case = strategy.new_tree(&mut runner).expect("draw").current();
+                if case.scenario.transport != Transport::Unixpacket {
+                    continue;
+                }
+                let o = gen::run_one_case(&target, &cfg, &case)
+                    .unwrap_or_else(|e| panic!("case {}: {}", i - 1, e.0));
+                assert!(
+                    o.found.is_empty() && !o.hung,
+                    "{mode} {}: case {} {:#?}\n{}",
+                    wait.name(),
+                    i - 1,
+                    o.found,
+                    case.scenario.to_json_pretty()
+                );
+                ran += 1;
+                syscalls += o.syscalls_checked;
+            }
+            eprintln!(
+                "fdmutex {mode} {}: {ran} generated unixpacket cases clean ({syscalls} syscalls checked)",
+                wait.name()
+            );
+            assert!(syscalls > ran, "the ledger checked the cases' calls");
+        }
+    }
 }

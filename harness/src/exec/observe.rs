@@ -232,6 +232,9 @@ impl Target for ObservedTarget {
     fn has_unix_datagram(&self) -> bool {
         self.0.has_unix_datagram()
     }
+    fn has_unix_seqpacket(&self) -> bool {
+        self.0.has_unix_seqpacket()
+    }
     fn reports_syscalls(&self) -> bool {
         self.0.reports_syscalls()
     }

@@ -47,6 +47,7 @@ pub use runner::{
     GenFailure, GenRun,
 };
 pub use strategy::{
-    case_strategy, case_strategy_without_unixgram, normalize, raw_case_strategy, scenario_strategy,
-    schedule_strategy, Bounds, GenCase, RawCase, RawOp, RawSchedule, MAX_SCHEDULE_LEN,
+    case_strategy, case_strategy_for, case_strategy_without_unixgram, normalize, raw_case_strategy,
+    scenario_strategy, schedule_strategy, Bounds, GenCase, RawCase, RawOp, RawSchedule,
+    TargetKinds, MAX_SCHEDULE_LEN,
 };

@@ -19,7 +19,7 @@
 //! - Generation stops at the first failure, at `cases`, or at the budget.
 //!   A case the harness could not set up stops the run with the error.
 
-use super::strategy::{case_strategy, case_strategy_without_unixgram, Bounds, GenCase};
+use super::strategy::{case_strategy_for, Bounds, GenCase, TargetKinds};
 use crate::exec::{self, parallel, CaseConfig, CaseOutcome, CaseTimings, Found, Rng, SetupError};
 use crate::report::{Mode, ViolationKind};
 use crate::target::Target;
@@ -227,11 +227,7 @@ pub fn run_generated(
     progress: &dyn Fn(u64),
 ) -> Result<GenRun, SetupError> {
     let started = Instant::now();
-    let strategy = if target.has_unix_datagram() {
-        case_strategy(cfg.bounds)
-    } else {
-        case_strategy_without_unixgram(cfg.bounds)
-    };
+    let strategy = case_strategy_for(cfg.bounds, TargetKinds::of(&*target));
     let config = proptest_config(cfg);
     let mut run = GenRun::default();
     let jobs = parallel::jobs(cfg.jobs);

@@ -22,6 +22,16 @@ const MAX_GEN_DATAGRAM: usize = 1400;
 /// Peer writes on a stream stay small: the peer's send buffer never fills.
 const MAX_GEN_PEER_WRITE: usize = 64 << 10;
 
+/// A record on a sequenced-packet connection is one write; it must fit
+/// the send buffer, so it stays within a datagram's size.
+const MAX_GEN_RECORD: usize = 65507;
+
+/// Of the draws of `unix`, the share whose case seed is a multiple of this
+/// runs on `unixpacket` (Unix sequenced-packet sockets) instead. Splitting
+/// an existing draw, rather than adding a weight to the transport's, keeps
+/// every other seed's case what it was.
+const UNIXPACKET_ONE_IN: u64 = 3;
+
 /// How large generated cases may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
@@ -264,13 +274,56 @@ pub fn raw_case_strategy(bounds: Bounds) -> BoxedStrategy<RawCase> {
     )
         .prop_map(
             |(transport, connections, threads, schedule, seed)| RawCase {
-                transport,
+                transport: match transport {
+                    Transport::Unix if seed % UNIXPACKET_ONE_IN == 0 => Transport::Unixpacket,
+                    t => t,
+                },
                 connections,
                 threads,
                 schedule,
                 seed,
             },
         )
+        .boxed()
+}
+
+/// The socket kinds a target may lack ([`crate::target::Target`]'s
+/// `has_unix_datagram`, `has_unix_seqpacket`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetKinds {
+    pub unix_datagram: bool,
+    pub unix_seqpacket: bool,
+}
+
+impl TargetKinds {
+    /// Every kind: netfd's.
+    pub const ALL: TargetKinds = TargetKinds {
+        unix_datagram: true,
+        unix_seqpacket: true,
+    };
+
+    pub fn of(target: &dyn crate::target::Target) -> TargetKinds {
+        TargetKinds {
+            unix_datagram: target.has_unix_datagram(),
+            unix_seqpacket: target.has_unix_seqpacket(),
+        }
+    }
+}
+
+/// As [`case_strategy`], for a target with only `kinds`: a draw of a
+/// transport it lacks runs on the one with the same rules (`unixgram` on
+/// `udp4`, `unixpacket` on `unix`), so every other draw is the one
+/// `case_strategy` gives for the same seed.
+pub fn case_strategy_for(bounds: Bounds, kinds: TargetKinds) -> BoxedStrategy<GenCase> {
+    raw_case_strategy(bounds)
+        .prop_map(move |mut r| {
+            match r.transport {
+                Transport::Unixgram if !kinds.unix_datagram => r.transport = Transport::Udp4,
+                Transport::Unixpacket if !kinds.unix_seqpacket => r.transport = Transport::Unix,
+                _ => {}
+            }
+            normalize(&r)
+        })
         .boxed()
 }
 
@@ -286,14 +339,13 @@ pub fn case_strategy(bounds: Bounds) -> BoxedStrategy<GenCase> {
 /// `udp4`, the datagram transport with the same rules, so every other draw
 /// is the one `case_strategy` gives for the same seed.
 pub fn case_strategy_without_unixgram(bounds: Bounds) -> BoxedStrategy<GenCase> {
-    raw_case_strategy(bounds)
-        .prop_map(|mut r| {
-            if r.transport == Transport::Unixgram {
-                r.transport = Transport::Udp4;
-            }
-            normalize(&r)
-        })
-        .boxed()
+    case_strategy_for(
+        bounds,
+        TargetKinds {
+            unix_datagram: false,
+            ..TargetKinds::ALL
+        },
+    )
 }
 
 /// Generated scenarios alone (the schedule and seed dropped).
@@ -304,6 +356,8 @@ pub fn scenario_strategy(bounds: Bounds) -> BoxedStrategy<Scenario> {
 /// Index maps from raw ids to dense scenario indices.
 struct Layout {
     stream: bool,
+    /// Each write is one record (`unixpacket`): sizes stay within one.
+    records: bool,
     rebind_ok: bool,
     connections: usize,
     slots: Vec<u8>,
@@ -331,6 +385,7 @@ impl Layout {
         }
         Layout {
             stream,
+            records: raw.transport == Transport::Unixpacket,
             // A Unix listener's path outlives its socket: listening on it
             // again fails whatever the protocol does.
             rebind_ok: matches!(raw.transport, Transport::Tcp4 | Transport::Tcp6),
@@ -374,7 +429,12 @@ impl Layout {
 
     fn write(&self, conn: usize, bytes: u32) -> Op {
         let bytes = (bytes as usize).max(1);
-        if self.stream {
+        if self.records {
+            Op::Write {
+                conn,
+                bytes: bytes.min(MAX_GEN_RECORD),
+            }
+        } else if self.stream {
             Op::Write { conn, bytes }
         } else {
             Op::WriteTo {
@@ -407,7 +467,9 @@ fn thread_ops(l: &Layout, raw: &[RawOp]) -> Vec<Op> {
                 in_ms: in_ms.map(i64::from),
             }),
             RawOp::PeerWrite { conn, bytes } => {
-                let cap = if l.stream {
+                let cap = if l.records {
+                    MAX_GEN_PEER_WRITE.min(MAX_GEN_RECORD)
+                } else if l.stream {
                     MAX_GEN_PEER_WRITE
                 } else {
                     MAX_GEN_DATAGRAM
