@@ -196,7 +196,14 @@ const SCENARIO: &str = r#"{
   ]
 }"#;
 
+/// The tests of this file run one at a time: the racy wrapper closes
+/// numbers it no longer owns, and in one process such a stray Close can hit
+/// the guarded wrapper's socket in the other test (seen: the guarded run
+/// got EBADF from a read no Close had touched).
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run_against(guarded: bool, mode: Mode) -> harness::report::Report {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let s = scenario::parse_str(SCENARIO, "custom.json").unwrap_or_else(|e| panic!("{e}"));
     let reports = tempfile::tempdir().expect("tempdir");
     let cfg = RunConfig {

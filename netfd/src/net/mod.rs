@@ -20,11 +20,15 @@
 //!
 //! Borrowing the number ([`AsRawFd`](std::os::fd::AsRawFd)) is a hazard std
 //! does not have: a concurrent Close releases it and the kernel may give it
-//! to the next socket. netfd therefore does not implement `AsFd` (a
-//! `BorrowedFd` promises the number stays open, which `close(&self)` cannot
-//! keep); `with_fd` lends a `BorrowedFd` for the length of a closure, under a
-//! reference that keeps the number open.
+//! to the next socket. A `BorrowedFd` promises the number stays open, which
+//! `close(&self)` cannot keep for netfd's own number, so
+//! [`AsFd`](std::os::fd::AsFd) lends a duplicate that lives as long as the
+//! socket value (`lend.rs`: Close shuts the socket down through it, but the
+//! kernel socket lives on until the value drops); `with_fd` lends netfd's
+//! own number for the length of a closure, under a reference that keeps it
+//! open.
 
+mod lend;
 mod seqpacket;
 mod tcp;
 mod timeout;
@@ -165,6 +169,7 @@ macro_rules! socket_common {
                 $ty {
                     fd,
                     timeouts: crate::net::timeout::Timeouts::default(),
+                    lent: crate::net::lend::Lent::default(),
                 }
             }
 
@@ -172,7 +177,11 @@ macro_rules! socket_common {
             /// the closed error) and returns once the descriptor number is
             /// released. A second close returns the closed error.
             pub fn close(&self) -> std::io::Result<()> {
-                self.fd.close()
+                let r = self.fd.close();
+                // A descriptor `as_fd` lent keeps the kernel socket open;
+                // end it for the peer and the borrower (`net/lend.rs`).
+                self.lent.shut_down();
+                r
             }
 
             /// Whether `close` has been called.
@@ -345,6 +354,25 @@ macro_rules! socket_common {
         impl std::os::fd::AsRawFd for $ty {
             fn as_raw_fd(&self) -> std::os::fd::RawFd {
                 self.fd.control(|n, _| Ok(n)).unwrap_or(-1)
+            }
+        }
+
+        /// A duplicate of the descriptor, made on first use and open until
+        /// this value drops, so the `BorrowedFd` keeps its promise whatever
+        /// `close` does (netfd's own number cannot: `close(&self)`
+        /// releases it). The hazard: after `close`, which shuts the socket
+        /// down, the kernel socket lives on through the duplicate until the
+        /// value drops (a listener's port stays bound until then). On a
+        /// socket closed before any `as_fd`: a placeholder that is not this
+        /// socket (its calls fail). `with_fd` lends netfd's own number for
+        /// the length of a closure instead. See `net/lend.rs`.
+        ///
+        /// # Panics
+        /// If the process is out of descriptors on the first call.
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.lent
+                    .get_or_dup(|| self.fd.control(|n, owner| crate::sys::dup_owned(n, owner)))
             }
         }
 

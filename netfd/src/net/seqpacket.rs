@@ -46,6 +46,7 @@ use std::io;
 pub struct UnixSeqpacketListener {
     fd: NetFd,
     timeouts: Timeouts,
+    lent: crate::net::lend::Lent,
 }
 
 /// A Unix seqpacket connection: records with boundaries over a connection,
@@ -72,6 +73,7 @@ pub struct UnixSeqpacketListener {
 pub struct UnixSeqpacket {
     fd: NetFd,
     timeouts: Timeouts,
+    lent: crate::net::lend::Lent,
 }
 
 socket_common!(UnixSeqpacketListener);

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 pub struct TcpListener {
     fd: NetFd,
     timeouts: Timeouts,
+    lent: crate::net::lend::Lent,
 }
 
 /// A TCP connection: std's `TcpStream` plus `close(&self)` and absolute
@@ -71,6 +72,7 @@ pub struct TcpListener {
 pub struct TcpStream {
     fd: NetFd,
     timeouts: Timeouts,
+    lent: crate::net::lend::Lent,
 }
 
 socket_common!(TcpListener);

@@ -34,6 +34,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 pub struct UdpSocket {
     fd: NetFd,
     timeouts: Timeouts,
+    lent: crate::net::lend::Lent,
 }
 
 socket_common!(UdpSocket);

@@ -126,6 +126,7 @@ impl std::fmt::Debug for SocketAddr {
 pub struct UnixListener {
     fd: NetFd,
     timeouts: Timeouts,
+    lent: crate::net::lend::Lent,
 }
 
 /// A Unix stream connection: std's `UnixStream` plus `close(&self)` and
@@ -150,6 +151,7 @@ pub struct UnixListener {
 pub struct UnixStream {
     fd: NetFd,
     timeouts: Timeouts,
+    lent: crate::net::lend::Lent,
 }
 
 /// A Unix datagram socket: std's `UnixDatagram` plus `close(&self)` and
@@ -174,6 +176,7 @@ pub struct UnixStream {
 pub struct UnixDatagram {
     fd: NetFd,
     timeouts: Timeouts,
+    lent: crate::net::lend::Lent,
 }
 
 socket_common!(UnixListener);

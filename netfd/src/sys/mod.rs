@@ -241,6 +241,16 @@ pub fn dup_owned(fd: RawFd, owner: OwnerId) -> io::Result<std::os::fd::OwnedFd> 
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(n) })
 }
 
+/// A never-connected Unix stream socket that leaves netfd as an `OwnedFd`
+/// (`as_fd`'s placeholder on a closed socket; its calls fail ENOTCONN).
+pub fn placeholder_socket() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let n = socket(libc::AF_UNIX, libc::SOCK_STREAM, OwnerId::NONE)?;
+    // SAFETY: `n` came from the kernel just now and nobody else has it: the
+    // OwnedFd is its only owner.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(n) })
+}
+
 /// Lend `fd` to `f` as a `BorrowedFd`. Only for a caller that holds a
 /// reference on the number under its lifetime protocol (`with_fd`): the
 /// number stays open until `f` returns, and `f`'s signature keeps the borrow

@@ -3,7 +3,7 @@
 // `use netfd as net; use netfd::unix;` — nothing else differs.
 
 use std::io::{self, BufRead, BufReader, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
@@ -47,6 +47,10 @@ pub fn tcp_echo() -> io::Result<()> {
     assert!(stream.set_read_timeout(Some(Duration::ZERO)).is_err());
     assert!(stream.take_error()?.is_none());
     assert!(stream.as_raw_fd() >= 0);
+    // Code that borrows the descriptor (rustix, nix, an event loop) does so
+    // through AsFd: a view of the same socket.
+    let borrowed = std::net::TcpStream::from(stream.as_fd().try_clone_to_owned()?);
+    assert_eq!(borrowed.local_addr()?, stream.local_addr()?);
     let _ = format!("{stream:?}");
 
     stream.write_all(b"hello\n")?;
