@@ -49,6 +49,12 @@ pub struct RunConfig {
     pub jobs: usize,
     /// The share of a sharded run this is (recorded in the report).
     pub shard: Option<ShardRef>,
+    /// Stop at the first scenario that fails: the scenarios after it and
+    /// the generated cases do not run (`harness run --fail-fast`). A hang
+    /// leaves its threads behind, and a lifetime bug that hangs one
+    /// scenario usually hangs the next: continuing costs a hang bound per
+    /// scenario while the left-behind threads take the CPU.
+    pub fail_fast: bool,
 }
 
 /// The flags a replay command needs beyond `--variant` to run the case the
@@ -153,7 +159,12 @@ pub fn run_with_generated(
         let left = cfg.budget.saturating_sub(started.elapsed());
         let share = left / (n - i as u32).max(1);
         let sr = run_scenario(target.clone(), src, cfg, share, progress)?;
+        let failed = !sr.violations.is_empty();
         report.scenarios.push(sr);
+        if failed && cfg.fail_fast {
+            report.finish(started.elapsed());
+            return Ok((report, None));
+        }
     }
     let mut failure = None;
     if let Some(plan) = plan {

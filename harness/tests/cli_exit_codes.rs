@@ -222,6 +222,53 @@ fn run_exits_1_when_naive_close_is_caught() {
 }
 
 #[test]
+fn fail_fast_stops_at_the_first_failing_scenario() {
+    // Loaded in name order: both catch naive-close, so only the first runs,
+    // and neither the generated cases nor the second wait path follow.
+    let set = scenario_set(&["close_parked_read_tcp4", "close_with_fd_churn"]);
+    let reports = tempfile::tempdir().expect("tempdir");
+    let out = harness(&[
+        "run",
+        "--variant",
+        "naive-close",
+        "--wait",
+        "both",
+        "--fail-fast",
+        "--scenarios",
+        set.path().to_str().unwrap(),
+        "--report",
+        reports.path().to_str().unwrap(),
+        "--cases",
+        "50",
+        "--generated",
+        "50",
+        "--budget",
+        "20s",
+        "--shrink-time",
+        "2s",
+        "--seed",
+        "1",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("--fail-fast: stopped"), "{stdout}");
+    let rs = valid_reports(reports.path());
+    assert_eq!(rs.len(), 1, "the second wait path ran");
+    let names: Vec<&str> = rs[0].scenarios.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["close_parked_read_tcp4"],
+        "ran past the first failure"
+    );
+    assert!(!rs[0].summary.passed);
+}
+
+#[test]
 fn malformed_json_exits_2_naming_file_line_and_column() {
     let dir = tempfile::tempdir().expect("tempdir");
     let body = ONE_THREAD.replace("@OP@", r#"{ "op": "close", "conn": 0 }"#);

@@ -215,6 +215,7 @@ fn run_against(guarded: bool, mode: Mode) -> harness::report::Report {
         hang_bound: Duration::from_millis(500),
         jobs: 0,
         shard: None,
+        fail_fast: false,
     };
     let target: Arc<dyn Target> = Arc::new(AtomicFdTarget { guarded });
     let sources = [Source {

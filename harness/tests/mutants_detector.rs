@@ -44,6 +44,10 @@ fn fdmutex_is_clean_on_both_wait_paths() {
             "90s",
             "--hang-bound",
             "1s",
+            // The first failing scenario decides: a mutant that hangs an
+            // operation leaves its threads behind, and running on past it
+            // only turned a catch into cargo-mutants' timeout.
+            "--fail-fast",
             "--report",
         ])
         .arg(reports.path())

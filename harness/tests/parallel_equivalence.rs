@@ -53,6 +53,7 @@ fn run_with(variant: Variant, jobs: usize, cases: u64, generated: u64) -> Report
         hang_bound: Duration::from_secs(1),
         jobs,
         shard: None,
+        fail_fast: false,
     };
     let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(variant));
     let plan = GenPlan::new(generated);

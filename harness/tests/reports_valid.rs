@@ -53,6 +53,7 @@ fn run_and_write(
         // One case at a time: the sloppy target pairs connections by dial order.
         jobs: 1,
         shard: None,
+        fail_fast: false,
     };
     let report = run::run(target, sources, &cfg, &|_, _| {}).expect("run");
     let path = report.write_atomic(dir).expect("write");

@@ -142,6 +142,7 @@ fn run_twin(text: &str, mode: Mode, cases: u64) -> Report {
         hang_bound: Duration::from_secs(3),
         jobs: 0,
         shard: None,
+        fail_fast: false,
     };
     let target: Arc<dyn Target> = Arc::new(RawTarget { guarded: true });
     let sources = [Source {
@@ -216,6 +217,7 @@ fn std_net_with_shutdown_to_cancel_never_reuses_a_number_but_leaks_it() {
         hang_bound: Duration::from_secs(1),
         jobs: 0,
         shard: None,
+        fail_fast: false,
     };
     let target: Arc<dyn Target> = Arc::new(harness::target::StdNetTarget);
     let report = run::run(target, &sources, &cfg, &|_, _| {}).expect("run");

@@ -34,6 +34,7 @@ fn the_racy_wrapper_is_caught_as_fd_reuse_with_inode_evidence() {
         // in the process, a neighbouring case's too.
         jobs: 1,
         shard: None,
+        fail_fast: false,
     };
     let target: Arc<dyn Target> = Arc::new(RawTarget { guarded: false });
     let sources = [Source {

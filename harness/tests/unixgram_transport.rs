@@ -54,6 +54,7 @@ fn run_on(target: Arc<dyn Target>, sources: &[Source], cases: u64) -> Report {
         hang_bound: Duration::from_secs(1),
         jobs: 0,
         shard: None,
+        fail_fast: false,
     };
     run::run(target, sources, &cfg, &|_, _| {}).expect("run")
 }
@@ -239,6 +240,7 @@ fn a_target_without_unix_datagram_sockets_says_so() {
         hang_bound: Duration::from_secs(1),
         jobs: 1,
         shard: None,
+        fail_fast: false,
     };
     let e = match run::run(Arc::new(t), &sources[..1], &cfg, &|_, _| {}) {
         Ok(_) => panic!("the run set a unixgram case up without Unix datagram sockets"),

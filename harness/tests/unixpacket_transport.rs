@@ -54,6 +54,7 @@ fn run_on(target: Arc<dyn Target>, sources: &[Source], cases: u64, mode: Mode) -
         hang_bound: Duration::from_secs(1),
         jobs: 0,
         shard: None,
+        fail_fast: false,
     };
     run::run(target, sources, &cfg, &|_, _| {}).expect("run")
 }
@@ -226,6 +227,7 @@ fn a_target_without_seqpacket_sockets_says_so() {
         hang_bound: Duration::from_secs(1),
         jobs: 1,
         shard: None,
+        fail_fast: false,
     };
     let err = run::run(Arc::new(StdNetTarget), one, &cfg, &|_, _| {})
         .map(|r| r.summary.cases)

@@ -187,6 +187,10 @@ pub struct RunArgs {
     /// Wall-clock budget for the run.
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     pub budget: Duration,
+    /// Stop at the first scenario that fails (and skip the generated cases
+    /// and any further wait path): the report holds what ran up to it.
+    #[arg(long)]
+    pub fail_fast: bool,
     #[command(flatten)]
     pub generated: gen::GenArgs,
     #[command(flatten)]
@@ -482,6 +486,7 @@ fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
             hang_bound: a.common.hang_bound,
             shard: a.common.shard_ref(),
             jobs: a.common.jobs,
+            fail_fast: a.fail_fast,
         };
         let plan = a.generated.plan(a.common.shard);
         let (report, path, generated) =
@@ -494,7 +499,12 @@ fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
         if let Some(f) = &generated {
             print!("{}", gen::failure_lines(f));
         }
+        let failed = !report.summary.passed;
         reports.push(report);
+        if failed && a.fail_fast {
+            println!("--fail-fast: stopped at the first failing scenario");
+            break;
+        }
     }
     if let Some(j) = &a.common.junit {
         report::junit::write(&reports, j).map_err(|e| {
@@ -601,6 +611,7 @@ fn cmd_matrix(a: MatrixArgs) -> Result<i32, Failure> {
             hang_bound: a.common.hang_bound,
             jobs: a.common.jobs,
             shard: a.common.shard_ref(),
+            fail_fast: false,
         };
         let (report, path) = run_variant(target, &sources, &cfg, &a.common.report)?;
         let caught = run::caught(&report);
