@@ -49,7 +49,7 @@ use judge::{ledger_found, record};
 use netfd::probe;
 use ops::{worker, CaseProbe, HARNESS_THREAD};
 use sched::Scheduler;
-use setup::{loopback, setup_connections, setup_err, setup_listeners, Peer, Tags};
+use setup::{loopback, setup_err, Peer, Tags};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -335,13 +335,17 @@ pub fn run_case(
         tearing_down: AtomicBool::new(false),
         events: events::Events::new(threads),
     });
-    // Set up on this thread, observed by the ledger as "harness".
+    // Set up on a pool thread, observed by the ledger as "harness", and
+    // bounded: a target that blocks in listen or dial is hung, not the
+    // harness. Supervision and teardown run on this thread, as "harness".
     let harness_probe = Arc::new(CaseProbe::new(case.clone(), HARNESS_THREAD, 0));
+    let bound = setup::setup_bound(cfg.hang_bound);
+    let dir = tmp.as_ref().map(|t| t.path().to_path_buf());
+    if !setup::set_up_within(&case, harness_probe.clone(), ip, dir, bound)? {
+        return Ok(setup_hung(&case, bound, case_started));
+    }
     let _guard = probe::install(harness_probe.clone());
     let _observer = observe.then(|| crate::intercept::install(&*harness_probe));
-    let listeners = setup_listeners(&case, scenario, ip, tmp.as_ref().map(|t| t.path()))?;
-    let _ = case.listeners.set(listeners);
-    setup_connections(&case, scenario, ip, tmp.as_ref().map(|t| t.path()))?;
 
     let mut handles = Vec::new();
     for t in 0..threads {
@@ -417,6 +421,37 @@ pub fn run_case(
         hung: !hung.is_empty(),
         timings,
     })
+}
+
+/// The outcome of a case whose setup did not return within `bound`: one
+/// `hang`, no ops run, the setup thread left behind.
+fn setup_hung(case: &Case, bound: Duration, started: Instant) -> CaseOutcome {
+    let f = Found {
+        kind: ViolationKind::Hang,
+        fd: -1,
+        owner: 0,
+        holder: None,
+        op: "case setup".into(),
+        thread: "harness".into(),
+        message: format!(
+            "the target's listen, dial, accept or bind did not return within {bound:?} while the case was set up (nothing else had run)"
+        ),
+        evidence: None,
+        trace: case
+            .ledger
+            .trace(case.ledger.event_count().saturating_sub(1), &case.thread_names),
+    };
+    CaseOutcome {
+        found: vec![f],
+        schedule: Vec::new(),
+        syscalls_checked: case.ledger.counts().syscalls_checked,
+        checks: vec![(ViolationKind::Hang, 1)],
+        hung: true,
+        timings: CaseTimings {
+            setup: started.elapsed(),
+            ..CaseTimings::default()
+        },
+    }
 }
 
 fn thread_name(case: &Case, t: usize) -> String {

@@ -99,6 +99,49 @@ pub(super) fn setup_err(what: &str, e: impl std::fmt::Display) -> SetupError {
     SetupError(format!("case setup: {what}: {e}"))
 }
 
+/// How long a case's setup (its listeners and pre-established connections)
+/// may take before the target is judged hung in it: generous, as a setup on
+/// a loaded machine is slow, and a setup that blocks (a listen or dial that
+/// never returns, e.g. a failed connect whose Close waits forever) is a
+/// hang of the target however long the bound.
+pub(super) fn setup_bound(hang_bound: std::time::Duration) -> std::time::Duration {
+    (hang_bound * 10).max(std::time::Duration::from_secs(10))
+}
+
+/// Set up `case`'s listeners and connections on a pool thread that `probe`
+/// observes (the ledger's "harness" thread), waiting at most `bound`.
+/// `Ok(false)` if setup did not return by then: the thread is left behind,
+/// as a hung case's threads are, and the caller reports the hang.
+pub(super) fn set_up_within(
+    case: &Arc<Case>,
+    probe: Arc<super::CaseProbe>,
+    ip: IpAddr,
+    dir: Option<std::path::PathBuf>,
+    bound: std::time::Duration,
+) -> Result<bool, SetupError> {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let (tx, rx) = channel();
+    let c = case.clone();
+    let _running = super::pool::spawn(move || {
+        let _guard = netfd::probe::install(probe.clone());
+        let _observer = c.observe.then(|| crate::intercept::install(&*probe));
+        let dir = dir.as_deref();
+        let r = setup_listeners(&c, &c.scenario, ip, dir).and_then(|listeners| {
+            let _ = c.listeners.set(listeners);
+            setup_connections(&c, &c.scenario, ip, dir)
+        });
+        let _ = tx.send(r);
+    })
+    .map_err(|e| setup_err("spawn thread", e))?;
+    match rx.recv_timeout(bound) {
+        Ok(r) => r.map(|()| true),
+        Err(RecvTimeoutError::Timeout) => Ok(false),
+        Err(RecvTimeoutError::Disconnected) => {
+            Err(SetupError("case setup: the setup thread panicked".into()))
+        }
+    }
+}
+
 pub(super) fn setup_listeners(
     case: &Case,
     scenario: &Scenario,
