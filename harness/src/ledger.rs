@@ -20,6 +20,14 @@
 //!   it is in flight, or a call on a number while another thread's close(2)
 //!   of it is in flight: the race is possible even if no reuse happened now.
 //! - `leak` is checked at the end of a case ([`Ledger::unreleased`]).
+//! - netfd's own wake-ups (`netfd-internal` reads and writes: signalling
+//!   and draining a parked thread's eventfd) must reach an eventfd: one that
+//!   reaches another kind of file is `fd_reuse` (the wake descriptor was
+//!   closed while a waker still held it, and its number went to a socket,
+//!   which now receives 8 stray bytes), one that reaches a number not open
+//!   is `use_after_close`. The kernel says what the number is
+//!   (`/proc/self/fd/N`). netfd's protocol promises this (`poll/desc.rs`: a
+//!   wake descriptor in a slot stays open while it is there).
 //!
 //! A close(2) that succeeds releases the number for whoever the ledger says
 //! holds it: when a stale close reached another owner's number, that owner
@@ -41,6 +49,19 @@ const CLOSE: &str = "close";
 const TRACE_LEN: usize = 64;
 
 /// A violation the ledger raised.
+/// What `fd` is when netfd's wake-up reaches it, if not an eventfd: the
+/// violation kind and the kernel's name for it.
+fn not_a_wake_fd(fd: RawFd) -> Option<(ViolationKind, String)> {
+    match std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+        Ok(p) if p.as_os_str() == "anon_inode:[eventfd]" => None,
+        Ok(p) => Some((ViolationKind::FdReuse, p.display().to_string())),
+        Err(_) => Some((
+            ViolationKind::UseAfterClose,
+            "a number that is not open".into(),
+        )),
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LedgerViolation {
     pub kind: ViolationKind,
@@ -209,6 +230,29 @@ impl Ledger {
             what: name.to_string(),
             result: None,
         });
+        if call.fd >= 0
+            && call.owner == OwnerId::INTERNAL
+            && matches!(call.op, SysOp::Read | SysOp::Write)
+        {
+            st.syscalls_checked += 1;
+            if let Some((kind, what)) = not_a_wake_fd(call.fd) {
+                st.violations.push(LedgerViolation {
+                    kind,
+                    fd: call.fd,
+                    owner: call.owner,
+                    holder: None,
+                    op: call.op,
+                    call: name,
+                    thread,
+                    message: format!(
+                        "netfd's wake-up {name} on fd {} reached {what}, not its eventfd",
+                        call.fd
+                    ),
+                    evidence: Some(format!("fd {} is {what}", call.fd)),
+                    event,
+                });
+            }
+        }
         if call.fd < 0 || call.owner == OwnerId::INTERNAL {
             return;
         }
