@@ -7,6 +7,8 @@
 //! fails to set them up with a message that says so; and a write larger
 //! than a record can be is refused when the scenario loads.
 
+mod generated_support;
+
 use harness::gen::{self, case_rng, proptest_config, Bounds, GenConfig, TargetKinds};
 use harness::report::{Mode, Report, ViolationKind};
 use harness::run::{self, RunConfig, Source};
@@ -294,45 +296,6 @@ fn generated_cases_draw_unixpacket_only_for_a_target_that_has_it() {
 #[test]
 fn fdmutex_is_clean_on_generated_unixpacket_cases() {
     let _alone = alone();
-    harness::intercept::link();
-    let per_run: u64 = std::env::var("UNIXPACKET_SOAK_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
-    let strategy = gen::case_strategy(Bounds::default());
-    for mode in [Mode::Controlled, Mode::Free] {
-        for wait in [WaitPath::Direct, WaitPath::Server] {
-            let target: Arc<dyn Target> =
-                Arc::new(NetfdTarget::with_wait(Variant::FdMutex, Some(wait)));
-            let cfg = GenConfig::new(mode, 22, per_run);
-            let config = proptest_config(&cfg);
-            let (mut ran, mut syscalls) = (0u64, 0u64);
-            let mut i = 0u64;
-            while ran < per_run {
-                let mut runner = TestRunner::new_with_rng(config.clone(), case_rng(cfg.seed, i));
-                i += 1;
-                let case = strategy.new_tree(&mut runner).expect("draw").current();
-                if case.scenario.transport != Transport::Unixpacket {
-                    continue;
-                }
-                let o = gen::run_one_case(&target, &cfg, &case)
-                    .unwrap_or_else(|e| panic!("case {}: {}", i - 1, e.0));
-                assert!(
-                    o.found.is_empty() && !o.hung,
-                    "{mode} {}: case {} {:#?}\n{}",
-                    wait.name(),
-                    i - 1,
-                    o.found,
-                    case.scenario.to_json_pretty()
-                );
-                ran += 1;
-                syscalls += o.syscalls_checked;
-            }
-            eprintln!(
-                "fdmutex {mode} {}: {ran} generated unixpacket cases clean ({syscalls} syscalls checked)",
-                wait.name()
-            );
-            assert!(syscalls > ran, "the ledger checked the cases' calls");
-        }
-    }
+    let per_run = generated_support::cases_from_env("UNIXPACKET_SOAK_CASES", 60);
+    generated_support::fdmutex_is_clean_on_generated(Transport::Unixpacket, 22, per_run);
 }
