@@ -6,10 +6,10 @@
 //! target that has none); and generated cases draw the transport only for a
 //! target that has it.
 
-mod generated_support;
+mod transport_support;
 
 use harness::gen::{self, case_rng, proptest_config, Bounds, GenConfig};
-use harness::report::{Mode, Report, ViolationKind};
+use harness::report::{Mode, ViolationKind};
 use harness::run::{self, RunConfig, Source};
 use harness::scenario::{self, Op, Transport};
 use harness::target::{Addr, Conn, NetfdTarget, StdNetTarget, Target};
@@ -30,35 +30,8 @@ fn alone() -> std::sync::MutexGuard<'static, ()> {
     ALONE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Every shipped scenario file on the `unixgram` transport.
 fn unixgram_scenarios() -> Vec<Source> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
-    scenario::load_dir(dir)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_iter()
-        .filter(|(_, s)| s.transport == Transport::Unixgram)
-        .map(|(path, scenario)| Source {
-            scenario,
-            file: path.display().to_string(),
-        })
-        .collect()
-}
-
-fn run_on(target: Arc<dyn Target>, sources: &[Source], cases: u64) -> Report {
-    harness::intercept::link();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = RunConfig {
-        mode: Mode::Controlled,
-        seed: 12,
-        cases,
-        budget: Duration::from_secs(120),
-        case_dir: Some(dir.path().join("cases")),
-        hang_bound: Duration::from_secs(1),
-        jobs: 0,
-        shard: None,
-        fail_fast: false,
-    };
-    run::run(target, sources, &cfg, &|_, _| {}).expect("run")
+    transport_support::shipped_on(Transport::Unixgram)
 }
 
 #[test]
@@ -93,7 +66,7 @@ fn fdmutex_is_clean_on_unixgram_on_both_wait_paths() {
     for wait in [WaitPath::Direct, WaitPath::Server] {
         let target: Arc<dyn Target> =
             Arc::new(NetfdTarget::with_wait(Variant::FdMutex, Some(wait)));
-        let report = run_on(target, &sources, 150);
+        let report = transport_support::run_on(target, &sources, 150, Mode::Controlled);
         assert!(
             report.summary.passed,
             "{}: {:#?}",
@@ -123,7 +96,7 @@ fn fdmutex_is_clean_on_unixgram_on_both_wait_paths() {
 fn naive_close_is_caught_on_unixgram() {
     let _alone = alone();
     let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(Variant::NaiveClose));
-    let report = run_on(target, &unixgram_scenarios(), 100);
+    let report = transport_support::run_on(target, &unixgram_scenarios(), 100, Mode::Controlled);
     let kinds = run::kinds_found(&report);
     eprintln!("naive-close on unixgram: {kinds:?}");
     assert!(!report.summary.passed, "naive-close passed on unixgram");
@@ -315,6 +288,6 @@ fn a_generated_run_on_a_target_without_unix_datagram_sockets_runs_unixgram_draws
 #[test]
 fn fdmutex_is_clean_on_generated_unixgram_cases() {
     let _alone = alone();
-    let per_run = generated_support::cases_from_env("UNIXGRAM_SOAK_CASES", 100);
-    generated_support::fdmutex_is_clean_on_generated(Transport::Unixgram, 21, per_run);
+    let per_run = transport_support::cases_from_env("UNIXGRAM_SOAK_CASES", 100);
+    transport_support::fdmutex_is_clean_on_generated(Transport::Unixgram, 21, per_run);
 }

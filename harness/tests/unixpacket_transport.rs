@@ -7,10 +7,10 @@
 //! fails to set them up with a message that says so; and a write larger
 //! than a record can be is refused when the scenario loads.
 
-mod generated_support;
+mod transport_support;
 
 use harness::gen::{self, case_rng, proptest_config, Bounds, GenConfig, TargetKinds};
-use harness::report::{Mode, Report, ViolationKind};
+use harness::report::{Mode, ViolationKind};
 use harness::run::{self, RunConfig, Source};
 use harness::scenario::{self, Transport};
 use harness::target::{Addr, NetfdTarget, StdNetTarget, Target};
@@ -30,35 +30,8 @@ fn alone() -> std::sync::MutexGuard<'static, ()> {
     ALONE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Every shipped scenario file on the `unixpacket` transport.
 fn unixpacket_scenarios() -> Vec<Source> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
-    scenario::load_dir(dir)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .into_iter()
-        .filter(|(_, s)| s.transport == Transport::Unixpacket)
-        .map(|(path, scenario)| Source {
-            scenario,
-            file: path.display().to_string(),
-        })
-        .collect()
-}
-
-fn run_on(target: Arc<dyn Target>, sources: &[Source], cases: u64, mode: Mode) -> Report {
-    harness::intercept::link();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = RunConfig {
-        mode,
-        seed: 12,
-        cases,
-        budget: Duration::from_secs(120),
-        case_dir: Some(dir.path().join("cases")),
-        hang_bound: Duration::from_secs(1),
-        jobs: 0,
-        shard: None,
-        fail_fast: false,
-    };
-    run::run(target, sources, &cfg, &|_, _| {}).expect("run")
+    transport_support::shipped_on(Transport::Unixpacket)
 }
 
 #[test]
@@ -107,7 +80,7 @@ fn fdmutex_is_clean_on_unixpacket_on_both_wait_paths_and_modes() {
         for mode in [Mode::Controlled, Mode::Free] {
             let target: Arc<dyn Target> =
                 Arc::new(NetfdTarget::with_wait(Variant::FdMutex, Some(wait)));
-            let report = run_on(target, &sources, 100, mode);
+            let report = transport_support::run_on(target, &sources, 100, mode);
             assert!(
                 report.summary.passed,
                 "{} {mode}: {:#?}",
@@ -144,7 +117,7 @@ fn every_historical_variant_is_caught_on_unixpacket() {
         Variant::NaiveClose,
     ] {
         let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(variant));
-        let report = run_on(target, &sources, 100, Mode::Controlled);
+        let report = transport_support::run_on(target, &sources, 100, Mode::Controlled);
         let kinds = run::kinds_found(&report);
         eprintln!("{} on unixpacket: {kinds:?}", variant.name());
         assert!(
@@ -156,7 +129,12 @@ fn every_historical_variant_is_caught_on_unixpacket() {
     // naive-close is caught by the ledger's rules, not only a wrong error:
     // its Close released a number another thread still used.
     let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(Variant::NaiveClose));
-    let kinds = run::kinds_found(&run_on(target, &sources, 100, Mode::Controlled));
+    let kinds = run::kinds_found(&transport_support::run_on(
+        target,
+        &sources,
+        100,
+        Mode::Controlled,
+    ));
     assert!(
         kinds.contains(&ViolationKind::UseAfterClose) || kinds.contains(&ViolationKind::FdReuse),
         "{kinds:?}"
@@ -296,6 +274,6 @@ fn generated_cases_draw_unixpacket_only_for_a_target_that_has_it() {
 #[test]
 fn fdmutex_is_clean_on_generated_unixpacket_cases() {
     let _alone = alone();
-    let per_run = generated_support::cases_from_env("UNIXPACKET_SOAK_CASES", 60);
-    generated_support::fdmutex_is_clean_on_generated(Transport::Unixpacket, 22, per_run);
+    let per_run = transport_support::cases_from_env("UNIXPACKET_SOAK_CASES", 60);
+    transport_support::fdmutex_is_clean_on_generated(Transport::Unixpacket, 22, per_run);
 }

@@ -1,13 +1,49 @@
-//! Generated cases on one transport alone, for the transport test files.
+//! What the transport test files share: the shipped scenarios of one
+//! transport, a run of them, and generated cases on one transport alone.
 
 use harness::gen::{self, case_rng, proptest_config, Bounds, GenConfig};
-use harness::report::Mode;
+use harness::report::{Mode, Report};
+use harness::run::{self, RunConfig, Source};
+use harness::scenario;
 use harness::scenario::Transport;
 use harness::target::{NetfdTarget, Target};
 use netfd::{Variant, WaitPath};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Every shipped scenario file on `transport`.
+pub fn shipped_on(transport: Transport) -> Vec<Source> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios");
+    scenario::load_dir(dir)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|(_, s)| s.transport == transport)
+        .map(|(path, scenario)| Source {
+            scenario,
+            file: path.display().to_string(),
+        })
+        .collect()
+}
+
+/// `sources` against `target`, `cases` per file in `mode`, seed 12.
+pub fn run_on(target: Arc<dyn Target>, sources: &[Source], cases: u64, mode: Mode) -> Report {
+    harness::intercept::link();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = RunConfig {
+        mode,
+        seed: 12,
+        cases,
+        budget: Duration::from_secs(120),
+        case_dir: Some(dir.path().join("cases")),
+        hang_bound: Duration::from_secs(1),
+        jobs: 0,
+        shard: None,
+        fail_fast: false,
+    };
+    run::run(target, sources, &cfg, &|_, _| {}).expect("run")
+}
 
 /// Cases per path and mode: `env` if set (a soak), else `default`.
 pub fn cases_from_env(env: &str, default: u64) -> u64 {
