@@ -6,6 +6,9 @@
 //! this one makes sure every kind and shape is covered, and that the check
 //! can fail.
 
+mod drowsy;
+
+use drowsy::Drowsy;
 use harness::report::{schema, Mode, Report, ViolationKind};
 use harness::run::{self, RunConfig, Source};
 use harness::scenario::{self, Direction};
@@ -292,6 +295,23 @@ fn reports_of_every_variant_mode_and_violation_kind_validate() {
     for kind in [ViolationKind::LateDeadline, ViolationKind::IgnoredDeadline] {
         assert!(kinds(&r).contains(&kind), "{kind}: {:?}", kinds(&r));
     }
+    all_kinds.extend(kinds(&r));
+    written.push(p);
+
+    // A custom target whose reads come back 700 ms after their bytes:
+    // late_wakeup.
+    let drowsy: Arc<dyn Target> = Arc::new(Drowsy(NetfdTarget::new(Variant::FdMutex)));
+    let (p, r) = run_and_write(
+        drowsy,
+        &shipped(&["peer_write_wakes_parked_read_tcp4"]),
+        Mode::Free,
+        dir.path(),
+    );
+    assert!(
+        kinds(&r).contains(&ViolationKind::LateWakeup),
+        "late_wakeup: {:?}",
+        kinds(&r)
+    );
     all_kinds.extend(kinds(&r));
     written.push(p);
 

@@ -526,6 +526,9 @@ fn cmd_replay(a: ReplayArgs) -> Result<i32, Failure> {
     });
     let target: Arc<dyn Target> = Arc::new(NetfdTarget::with_wait(a.variant, wait));
     let mut failed = 0u64;
+    // Shown: the first replay, and the first that reproduced a violation
+    // if that is a later one (with many replays, the one worth reading).
+    let mut shown_failure = false;
     for i in 0..a.times.max(1) {
         let mut cfg = crate::exec::CaseConfig::new(a.mode.into(), i);
         cfg.hang_bound = a.hang_bound;
@@ -535,7 +538,9 @@ fn cmd_replay(a: ReplayArgs) -> Result<i32, Failure> {
         if !outcome.found.is_empty() {
             failed += 1;
         }
-        if i == 0 || a.times == 1 {
+        let first_failure = !outcome.found.is_empty() && !shown_failure;
+        if i == 0 || a.times == 1 || first_failure {
+            shown_failure |= !outcome.found.is_empty();
             println!(
                 "replay {} of {} against {} ({} wait path): {} violation(s)",
                 i + 1,

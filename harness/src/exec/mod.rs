@@ -40,6 +40,7 @@ pub mod sched;
 mod setup;
 mod supervise;
 mod timings;
+mod wakeup;
 
 use crate::ledger::Ledger;
 use crate::report::{Mode, ViolationKind};
@@ -168,6 +169,12 @@ struct ConnSlot {
     closed_at: Mutex<Option<Instant>>,
     /// When each peer_write / peer_close began: readiness for a parked op.
     peer_events: Mutex<Vec<Instant>>,
+    /// The socket the peer was connected to in setup (the one its writes
+    /// feed), weak so that it is not kept open.
+    peered_socket: Mutex<Option<std::sync::Weak<dyn Conn>>>,
+    /// Each peer_write that succeeded: when it began, and when it returned
+    /// (its bytes are then waiting for `peered_socket`).
+    peer_writes: Mutex<Vec<(Instant, Instant)>>,
 }
 
 impl ConnSlot {
@@ -186,6 +193,13 @@ impl ConnSlot {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Instant::now());
+    }
+
+    fn note_peer_write(&self, began: Instant) {
+        self.peer_writes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((began, Instant::now()));
     }
 }
 

@@ -164,6 +164,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             let ended = Instant::now();
             super::deadline::judge_late(case, me, op, conn, &c, 0, started, ended);
             super::deadline::judge_ignored(case, me, op, conn, &c, 0, started, ended, r.is_ok());
+            super::wakeup::judge_late_wakeup(case, me, op, conn, &c, started, ended);
             match r {
                 Ok(n) => check_bytes(case, me, op, conn, c.owner(), &buf[..n]),
                 Err(e) => judge_error(case, me, op, conn, &*c, Some((0, started)), &e),
@@ -323,13 +324,18 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
         }
         Op::Yield {} => std::thread::yield_now(),
         Op::PeerWrite { conn, bytes } => {
+            let began = Instant::now();
             case.conns[conn].note_peer_event();
             let peer = case.conns[conn]
                 .peer
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             if let Some(p) = peer.as_ref() {
-                let _ = p.send(&vec![case.tags.sent_to_local(conn); bytes.max(1)]);
+                if p.send(&vec![case.tags.sent_to_local(conn); bytes.max(1)])
+                    .is_ok()
+                {
+                    case.conns[conn].note_peer_write(began);
+                }
             }
         }
         Op::PeerClose { conn } => {

@@ -288,6 +288,11 @@ fn seqpacket_peer(s: socket2::Socket) -> std::os::unix::net::UnixStream {
 }
 
 pub(super) fn fill(case: &Case, i: usize, conn: Box<dyn Conn>, peer: Peer) {
-    *case.conns[i].conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(conn));
+    let conn: Arc<dyn Conn> = Arc::from(conn);
+    *case.conns[i]
+        .peered_socket
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&conn));
+    *case.conns[i].conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn);
     *case.conns[i].peer.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer);
 }

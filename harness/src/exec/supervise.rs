@@ -76,7 +76,9 @@ pub(super) fn supervise(
         // closing it first would never exercise deadline expiry.
         // Nor one whose deadline just passed: it must come back by itself
         // within the late-deadline tolerance (see `deadline.rs`).
-        if super::deadline::overdue_op_running(case) {
+        // Likewise a read whose peer's bytes just arrived: it must come back
+        // by itself within the wake-up tolerance (see `wakeup.rs`).
+        if super::deadline::overdue_op_running(case) || super::wakeup::wakeup_pending(case) {
             let t = Instant::now();
             case.events.wait(seen, t + CONFIRM);
             timings.deadline_wait += t.elapsed();

@@ -278,6 +278,9 @@ pub struct Assertions {
     /// Absent from reports written before the rule existed.
     #[serde(default)]
     pub no_ignored_deadline: Assertion,
+    /// Absent from reports written before the rule existed.
+    #[serde(default)]
+    pub no_late_wakeup: Assertion,
 }
 
 impl Assertions {
@@ -295,6 +298,7 @@ impl Assertions {
             ViolationKind::EarlyDeadline => &self.no_early_deadline,
             ViolationKind::LateDeadline => &self.no_late_deadline,
             ViolationKind::IgnoredDeadline => &self.no_ignored_deadline,
+            ViolationKind::LateWakeup => &self.no_late_wakeup,
         }
     }
 
@@ -312,6 +316,7 @@ impl Assertions {
             ViolationKind::EarlyDeadline => &mut self.no_early_deadline,
             ViolationKind::LateDeadline => &mut self.no_late_deadline,
             ViolationKind::IgnoredDeadline => &mut self.no_ignored_deadline,
+            ViolationKind::LateWakeup => &mut self.no_late_wakeup,
         }
     }
 
@@ -363,10 +368,13 @@ pub enum ViolationKind {
     /// An operation begun after its deadline had passed succeeded instead
     /// of failing with the timeout.
     IgnoredDeadline,
+    /// A read running when the peer's bytes arrived did not return within
+    /// the tolerance of them, and no Close came first.
+    LateWakeup,
 }
 
 impl ViolationKind {
-    pub const ALL: [ViolationKind; 11] = [
+    pub const ALL: [ViolationKind; 12] = [
         ViolationKind::FdReuse,
         ViolationKind::UseAfterClose,
         ViolationKind::CloseInFlight,
@@ -378,6 +386,7 @@ impl ViolationKind {
         ViolationKind::EarlyDeadline,
         ViolationKind::LateDeadline,
         ViolationKind::IgnoredDeadline,
+        ViolationKind::LateWakeup,
     ];
 
     /// The `kind` string.
@@ -394,6 +403,7 @@ impl ViolationKind {
             ViolationKind::EarlyDeadline => "early_deadline",
             ViolationKind::LateDeadline => "late_deadline",
             ViolationKind::IgnoredDeadline => "ignored_deadline",
+            ViolationKind::LateWakeup => "late_wakeup",
         }
     }
 
@@ -416,6 +426,7 @@ impl ViolationKind {
             ViolationKind::EarlyDeadline => "no_early_deadline",
             ViolationKind::LateDeadline => "no_late_deadline",
             ViolationKind::IgnoredDeadline => "no_ignored_deadline",
+            ViolationKind::LateWakeup => "no_late_wakeup",
         }
     }
 }

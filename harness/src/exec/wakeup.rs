@@ -1,0 +1,162 @@
+//! The readiness rule.
+//!
+//! **Late wake-up** (`no_late_wakeup`, kind `late_wakeup`): a Read/ReadFrom
+//! that is running when the peer's bytes arrive returns within
+//! [`TOLERANCE`] of their arrival, unless the connection's Close came
+//! first. Data waiting in the socket must end a parked read: one that is
+//! left parked until a later Close or deadline ends it has lost a
+//! readiness notification (a poll server that drops read events, a
+//! registration that forgets a direction, a wake-up sent to the wrong
+//! waiter). Which result the op returned does not matter: the closed error
+//! or a timeout long after the bytes came is as late as the bytes.
+//!
+//! Protocol. For a read on connection `c` that began at `start` and
+//! returned at `end` on socket `s`:
+//! - only bytes for `s` count: the peer a case sets up is connected to the
+//!   socket the slot got in setup, and a slot refilled by dial or accept
+//!   holds a socket that peer does not feed;
+//! - only a peer write that *returned successfully* counts, at its return:
+//!   by then its bytes are in the local end's receive queue on loopback
+//!   (stream) or the datagram is queued (a datagram the kernel dropped,
+//!   a full unixgram queue, is a failed send and does not count);
+//! - only a write that *began* at or after `start` counts: bytes of one
+//!   that began earlier may have arrived before the op began and been
+//!   taken by an earlier read, even if the write returned later, and the
+//!   op then rightly parks;
+//! - only a connection that a single scenario thread reads is judged: with
+//!   two readers, the other may have taken the bytes, and this one rightly
+//!   stays parked;
+//! - late: with `arrived` the first such write's return, `end > arrived +
+//!   TOLERANCE`, and no Close of the connection began by `arrived +
+//!   TOLERANCE`.
+//!
+//! The supervisor keeps a case running while a read has had bytes waiting
+//! for less than the tolerance ([`wakeup_pending`]), as it does for a
+//! deadline that just passed: otherwise teardown's Close would end a read
+//! that readiness failed to wake, and the miss would go unseen.
+//!
+//! The tolerance is the late-deadline rule's, for the same reason: a woken
+//! thread on a loaded 2-core machine may wait tens of ms for a CPU, and in
+//! controlled mode for its turn as well; a correct target's reader is back
+//! within microseconds of the bytes on an idle machine.
+
+use super::deadline::TOLERANCE;
+use super::judge::{count_check, found_here, record};
+use super::{conn_of, Case};
+use crate::report::ViolationKind;
+use crate::scenario::Op;
+use crate::target::Conn;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Judge one read on `conn`, on `socket`, that ran from `start` to `end`.
+pub(super) fn judge_late_wakeup(
+    case: &Case,
+    me: usize,
+    op: &Op,
+    conn: usize,
+    socket: &Arc<dyn Conn>,
+    start: Instant,
+    end: Instant,
+) {
+    let Some(arrived) = bytes_arrived(case, conn, socket, start) else {
+        return;
+    };
+    if arrived >= end {
+        return;
+    }
+    count_check(case, ViolationKind::LateWakeup);
+    let limit = arrived + TOLERANCE;
+    if end <= limit {
+        return;
+    }
+    let closed_at = *case.conns[conn]
+        .closed_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if closed_at.is_some_and(|t| t <= limit) {
+        return;
+    }
+    record(
+        case,
+        found_here(
+            case,
+            me,
+            ViolationKind::LateWakeup,
+            op,
+            socket.owner(),
+            format!(
+                "{op} was running when the peer's bytes arrived ({:?} into the op) and returned {:?} after them, more than the {TOLERANCE:?} allowed, with no Close before: readiness did not wake it",
+                arrived.saturating_duration_since(start),
+                end.saturating_duration_since(arrived)
+            ),
+        ),
+    );
+}
+
+/// When bytes for a read on `socket` (connection `conn`) that began at
+/// `start` first arrived, if the rule judges that read (see the module
+/// docs).
+fn bytes_arrived(
+    case: &Case,
+    conn: usize,
+    socket: &Arc<dyn Conn>,
+    start: Instant,
+) -> Option<Instant> {
+    if !read_by_one_thread(case, conn) {
+        return None;
+    }
+    let slot = &case.conns[conn];
+    let peered = slot.peered_socket.lock().unwrap_or_else(|e| e.into_inner());
+    if !peered
+        .as_ref()
+        .is_some_and(|p| std::ptr::addr_eq(p.as_ptr(), Arc::as_ptr(socket)))
+    {
+        return None;
+    }
+    drop(peered);
+    let writes = slot.peer_writes.lock().unwrap_or_else(|e| e.into_inner());
+    writes
+        .iter()
+        .filter(|&&(began, _)| began >= start)
+        .map(|&(_, returned)| returned)
+        .min()
+}
+
+/// Whether at most one scenario thread reads connection `conn`.
+fn read_by_one_thread(case: &Case, conn: usize) -> bool {
+    let readers = case
+        .scenario
+        .threads
+        .iter()
+        .filter(|t| {
+            t.ops.iter().any(|op| {
+                matches!(op, Op::Read { conn: c, .. } | Op::ReadFrom { conn: c, .. } if *c == conn)
+            })
+        })
+        .count();
+    readers <= 1
+}
+
+/// Whether a thread is inside a read whose bytes arrived less than
+/// [`TOLERANCE`] (plus a margin) ago: the supervisor then keeps the case
+/// running, so that such a read is either back by then or is closed late
+/// by teardown and judged late.
+pub(super) fn wakeup_pending(case: &Case) -> bool {
+    let now = Instant::now();
+    let window = TOLERANCE + Duration::from_millis(100);
+    (0..case.scenario.threads.len()).any(|t| {
+        let cur = *case.current_op[t].lock().unwrap_or_else(|e| e.into_inner());
+        let Some((i, started)) = cur else {
+            return false;
+        };
+        let conn = match case.scenario.threads[t].ops[i] {
+            Op::Read { conn, .. } | Op::ReadFrom { conn, .. } => conn,
+            _ => return false,
+        };
+        let Some(socket) = conn_of(case, conn) else {
+            return false;
+        };
+        bytes_arrived(case, conn, &socket, started).is_some_and(|at| now < at + window)
+    })
+}
