@@ -49,7 +49,7 @@
 //! server under load (p99 ≤ 13 ms with 10,000 timers, README Performance).
 
 use super::judge::{count_check, found_here, record};
-use super::{conn_of, Case};
+use super::Case;
 use crate::report::ViolationKind;
 use crate::scenario::Op;
 use crate::target::Conn;
@@ -219,25 +219,12 @@ fn due(
 pub(super) fn overdue_op_running(case: &Case) -> bool {
     let now = Instant::now();
     let window = TOLERANCE + Duration::from_millis(100);
-    (0..case.scenario.threads.len()).any(|t| {
-        let cur = *case.current_op[t].lock().unwrap_or_else(|e| e.into_inner());
-        let Some((i, started)) = cur else {
-            return false;
-        };
-        let dir = match case.scenario.threads[t].ops[i] {
-            Op::Read { .. } | Op::ReadFrom { .. } => 0,
-            Op::Write { .. } | Op::WriteTo { .. } => 1,
-            _ => return false,
-        };
-        let Some(conn) = case.scenario.threads[t].ops[i].conn() else {
-            return false;
-        };
-        // The slot's socket now: the op's own, unless the slot was refilled
-        // meanwhile (then the op is not waited for, and a teardown Close
-        // before its tolerance is over leaves it unjudged, not misjudged).
-        let Some(socket) = conn_of(case, conn) else {
-            return false;
-        };
-        due(case, conn, &socket, dir, started, now).is_some_and(|d| d <= now && now < d + window)
+    // An op whose slot was refilled meanwhile is judged by the new socket's
+    // deadlines here, which are not its own: it is then not waited for, and
+    // a teardown Close before its tolerance is over leaves it unjudged, not
+    // misjudged.
+    super::io_in_progress(case).any(|io| {
+        due(case, io.conn, &io.socket, io.dir, io.started, now)
+            .is_some_and(|d| d <= now && now < d + window)
     })
 }

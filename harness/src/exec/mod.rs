@@ -44,7 +44,7 @@ mod wakeup;
 
 use crate::ledger::Ledger;
 use crate::report::{Mode, ViolationKind};
-use crate::scenario::Scenario;
+use crate::scenario::{self, Scenario};
 use crate::target::{Addr, Conn, Listener, Target};
 use judge::{ledger_found, record};
 use netfd::probe;
@@ -473,6 +473,39 @@ fn thread_name(case: &Case, t: usize) -> String {
         .get(t)
         .cloned()
         .unwrap_or_else(|| "harness".into())
+}
+
+/// A read or write a case's thread is inside now.
+struct IoInProgress {
+    /// 0 read, 1 write.
+    dir: usize,
+    conn: usize,
+    /// The slot's socket now: the op's own, unless the slot was refilled
+    /// while it runs.
+    socket: Arc<dyn Conn>,
+    started: Instant,
+}
+
+/// The reads and writes the case's threads are inside now (for the
+/// supervisor's waits on ops the timing rules still have to judge).
+fn io_in_progress(case: &Case) -> impl Iterator<Item = IoInProgress> + '_ {
+    (0..case.scenario.threads.len()).filter_map(|t| {
+        let (i, started) = (*case.current_op[t].lock().unwrap_or_else(|e| e.into_inner()))?;
+        let op = &case.scenario.threads[t].ops[i];
+        let dir = match op {
+            scenario::Op::Read { .. } | scenario::Op::ReadFrom { .. } => 0,
+            scenario::Op::Write { .. } | scenario::Op::WriteTo { .. } => 1,
+            _ => return None,
+        };
+        let conn = op.conn()?;
+        let socket = conn_of(case, conn)?;
+        Some(IoInProgress {
+            dir,
+            conn,
+            socket,
+            started,
+        })
+    })
 }
 
 fn conn_of(case: &Case, i: usize) -> Option<Arc<dyn Conn>> {

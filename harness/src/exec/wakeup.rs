@@ -42,7 +42,7 @@
 
 use super::deadline::TOLERANCE;
 use super::judge::{count_check, found_here, record};
-use super::{conn_of, Case};
+use super::Case;
 use crate::report::ViolationKind;
 use crate::scenario::Op;
 use crate::target::Conn;
@@ -145,18 +145,9 @@ fn read_by_one_thread(case: &Case, conn: usize) -> bool {
 pub(super) fn wakeup_pending(case: &Case) -> bool {
     let now = Instant::now();
     let window = TOLERANCE + Duration::from_millis(100);
-    (0..case.scenario.threads.len()).any(|t| {
-        let cur = *case.current_op[t].lock().unwrap_or_else(|e| e.into_inner());
-        let Some((i, started)) = cur else {
-            return false;
-        };
-        let conn = match case.scenario.threads[t].ops[i] {
-            Op::Read { conn, .. } | Op::ReadFrom { conn, .. } => conn,
-            _ => return false,
-        };
-        let Some(socket) = conn_of(case, conn) else {
-            return false;
-        };
-        bytes_arrived(case, conn, &socket, started).is_some_and(|at| now < at + window)
+    super::io_in_progress(case).any(|io| {
+        io.dir == 0
+            && bytes_arrived(case, io.conn, &io.socket, io.started)
+                .is_some_and(|at| now < at + window)
     })
 }
