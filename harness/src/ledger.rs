@@ -486,6 +486,19 @@ impl Ledger {
         v
     }
 
+    /// The owners whose descriptor was released (netfd's own excepted).
+    pub fn released(&self) -> Vec<OwnerId> {
+        let st = self.lock();
+        let mut v: Vec<OwnerId> = st
+            .owners
+            .iter()
+            .filter(|(o, r)| r.released && **o != OwnerId::INTERNAL)
+            .map(|(o, _)| *o)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Whether `owner` is known and released.
     pub fn is_released(&self, owner: OwnerId) -> Option<bool> {
         self.lock().owners.get(&owner).map(|r| r.released)

@@ -184,6 +184,14 @@ pub trait Target: Send + Sync {
     fn wait_path(&self) -> Option<netfd::WaitPath> {
         None
     }
+
+    /// The owners of the registrations this target's readiness machinery
+    /// holds now (netfd: its poll server's), if it can say; `None` (the
+    /// default) for a target without one. A socket whose Close returned
+    /// must hold none: at the end of a case, one that does is a `leak`.
+    fn live_registrations(&self) -> Option<Vec<OwnerId>> {
+        None
+    }
 }
 
 /// A listening socket under test.
@@ -417,5 +425,9 @@ impl Target for NetfdTarget {
 
     fn wait_path(&self) -> Option<netfd::WaitPath> {
         Some(self.options.wait)
+    }
+
+    fn live_registrations(&self) -> Option<Vec<OwnerId>> {
+        Some(netfd::poll::server::registered_owners())
     }
 }

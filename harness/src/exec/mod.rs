@@ -411,6 +411,9 @@ pub fn run_case(
             );
         }
     }
+    if hung.is_empty() {
+        registrations_left(&case);
+    }
     let mut found = case.found.lock().unwrap_or_else(|e| e.into_inner()).clone();
     found.extend(ledger_found(&case, case.ledger.violations()));
     let counts = case.ledger.counts();
@@ -473,6 +476,42 @@ fn thread_name(case: &Case, t: usize) -> String {
         .get(t)
         .cloned()
         .unwrap_or_else(|| "harness".into())
+}
+
+/// `leak`: a socket of the case whose descriptor was released but whose
+/// registration the target's readiness machinery still holds (netfd's poll
+/// server on the Server path: a Close that closed the number without
+/// leaving the poll server). Owners are unique in the process, so other
+/// cases' sockets, in this process at the same time, are not confused with
+/// this case's.
+fn registrations_left(case: &Case) {
+    let Some(live) = case.target.live_registrations() else {
+        return;
+    };
+    let released = case.ledger.released();
+    for owner in live
+        .into_iter()
+        .filter(|o| released.binary_search(o).is_ok())
+    {
+        record(
+            case,
+            Found {
+                kind: ViolationKind::Leak,
+                fd: -1,
+                owner: owner.0,
+                holder: None,
+                op: "end of case".into(),
+                thread: "harness".into(),
+                message: format!(
+                    "{owner}'s descriptor was released, but its poll-server registration is still live after the end of the case"
+                ),
+                evidence: None,
+                trace: case
+                    .ledger
+                    .trace(case.ledger.event_count().saturating_sub(1), &case.thread_names),
+            },
+        );
+    }
 }
 
 /// A read or write a case's thread is inside now.

@@ -114,6 +114,21 @@ pub fn stats() -> PollStats {
     SERVER.get().map(Server::stats).unwrap_or_default()
 }
 
+/// The owners of the poll server's live registrations (none if it never
+/// started). A socket on the Server path is registered from its first wait
+/// until its number is released: once its Close has returned, its owner is
+/// not here (the harness's `leak` rule checks that).
+pub fn registered_owners() -> Vec<OwnerId> {
+    SERVER.get().map_or_else(Vec::new, |s| {
+        s.lock()
+            .slots
+            .iter()
+            .filter(|e| e.pd.is_some())
+            .map(|e| e.owner)
+            .collect()
+    })
+}
+
 impl Server {
     fn new() -> io::Result<Server> {
         let epfd = sys::epoll_create()?;
