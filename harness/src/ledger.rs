@@ -499,6 +499,11 @@ impl Ledger {
         v
     }
 
+    /// The (device, inode) of `owner`'s socket when it was created, if known.
+    pub fn identity(&self, owner: OwnerId) -> Option<(u64, u64)> {
+        self.lock().owners.get(&owner).and_then(|r| r.identity)
+    }
+
     /// Whether `owner` is known and released.
     pub fn is_released(&self, owner: OwnerId) -> Option<bool> {
         self.lock().owners.get(&owner).map(|r| r.released)

@@ -262,3 +262,35 @@ pub(super) fn judge_listener_error(
         ),
     );
 }
+
+/// Whether the socket with inode `inode` still listens on TCP port `port`
+/// (`/proc/net/tcp` and `tcp6`, state LISTEN), or `None` if the kernel's
+/// tables cannot be read. A listen on a just-closed listener's port can
+/// fail with "address in use" because another socket took the port in
+/// between (any socket of this process or another: a client's ephemeral
+/// port, a listener bound to port 0); only the old socket still listening
+/// shows that Close returned before the release.
+pub(super) fn still_listening(port: u16, inode: u64) -> Option<bool> {
+    let mut any_table = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        any_table = true;
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" {
+                continue;
+            }
+            let local_port = f[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && f[9].parse::<u64>().ok() == Some(inode) {
+                return Some(true);
+            }
+        }
+    }
+    any_table.then_some(false)
+}

@@ -2,12 +2,14 @@
 //! order, under the case's probe, which feeds the ledger and hands sync
 //! points to the controlled scheduler (or jitters them in free mode).
 
-use super::judge::{check_bytes, check_drained, judge_error, judge_listener_error, record};
+use super::judge::{
+    check_bytes, check_drained, judge_error, judge_listener_error, record, still_listening,
+};
 use super::setup::loopback;
 use super::{conn_of, listener_of, thread_name, Case, DeadlineSet, Found, Rng};
 use crate::report::{Mode, ViolationKind};
 use crate::scenario::Op;
-use crate::target::{Conn, Listener};
+use crate::target::{Addr, Conn, Listener};
 use netfd::probe::{self, OwnerId, Probe, SyncPoint, SysResult, Syscall};
 use std::io;
 use std::net::SocketAddr;
@@ -229,7 +231,8 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
                 Err(e)
                     if e.kind() == io::ErrorKind::AddrInUse
                         && *slot.closed_ok_by.lock().unwrap_or_else(|e| e.into_inner())
-                            == Some((me, slot.generation.load(Ordering::Acquire))) =>
+                            == Some((me, slot.generation.load(Ordering::Acquire)))
+                        && port_kept_by_closed_listener(case, listener) =>
                 {
                     let owner = listener_of(case, listener).map_or(0, |l| l.owner().0);
                     record(case, Found {
@@ -349,6 +352,24 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             }
         }
     }
+}
+
+/// Whether the port a Rebind found taken is still the closed listener's:
+/// for TCP, only if that socket still listens on it (another socket may
+/// have taken the freed port: see [`still_listening`]); for a Unix path,
+/// or when the kernel's tables or the socket's inode are unknown, the
+/// failed listen itself is the evidence.
+fn port_kept_by_closed_listener(case: &Case, listener: usize) -> bool {
+    let Addr::Inet(addr) = &case.listeners()[listener].addr else {
+        return true;
+    };
+    let Some(l) = listener_of(case, listener) else {
+        return true;
+    };
+    let Some((_, inode)) = case.ledger.identity(l.owner()) else {
+        return true;
+    };
+    still_listening(addr.port(), inode).unwrap_or(true)
 }
 
 /// Put a dialled or accepted connection in its slot (closing it at once if
