@@ -122,6 +122,19 @@ pub struct KernelSample {
     pub voluntary_switches: u64,
 }
 
+/// The CPU time the calling thread has used so far
+/// (`CLOCK_THREAD_CPUTIME_ID`), or `None` where that clock is missing.
+pub fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a pointer to a live
+    // local of that type and touches no other memory.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
 /// The calling thread's kernel id (from `/proc/thread-self`).
 pub fn current_tid() -> Option<i32> {
     // The harness's own look at the kernel: never judged, never a switch.

@@ -28,6 +28,7 @@
 //! [`supervise`] (waiting, teardown, hangs); this file holds the case's
 //! shared state and [`run_case`].
 
+mod busy;
 mod deadline;
 mod events;
 mod judge;

@@ -139,7 +139,9 @@ pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
             .unwrap_or_else(|e| e.into_inner()) = Some((i, Instant::now()));
         case.ledger
             .note(me, OwnerId::NONE, format!("op {op}"), None);
+        let clock = super::busy::OpClock::start();
         run_op(&case, me, op);
+        super::busy::judge_busy_wait(&case, me, op, clock);
         let now = case.epoch.elapsed().as_micros() as u64;
         case.last_op_end.store(now, Ordering::Relaxed);
         *case.current_op[me]

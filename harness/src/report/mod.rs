@@ -281,6 +281,9 @@ pub struct Assertions {
     /// Absent from reports written before the rule existed.
     #[serde(default)]
     pub no_late_wakeup: Assertion,
+    /// Absent from reports written before the rule existed.
+    #[serde(default)]
+    pub no_busy_wait: Assertion,
 }
 
 impl Assertions {
@@ -299,6 +302,7 @@ impl Assertions {
             ViolationKind::LateDeadline => &self.no_late_deadline,
             ViolationKind::IgnoredDeadline => &self.no_ignored_deadline,
             ViolationKind::LateWakeup => &self.no_late_wakeup,
+            ViolationKind::BusyWait => &self.no_busy_wait,
         }
     }
 
@@ -317,6 +321,7 @@ impl Assertions {
             ViolationKind::LateDeadline => &mut self.no_late_deadline,
             ViolationKind::IgnoredDeadline => &mut self.no_ignored_deadline,
             ViolationKind::LateWakeup => &mut self.no_late_wakeup,
+            ViolationKind::BusyWait => &mut self.no_busy_wait,
         }
     }
 
@@ -371,10 +376,13 @@ pub enum ViolationKind {
     /// A read running when the peer's bytes arrived did not return within
     /// the tolerance of them, and no Close came first.
     LateWakeup,
+    /// An op's thread was on a CPU for most of the op: it spun instead of
+    /// sleeping while it waited.
+    BusyWait,
 }
 
 impl ViolationKind {
-    pub const ALL: [ViolationKind; 12] = [
+    pub const ALL: [ViolationKind; 13] = [
         ViolationKind::FdReuse,
         ViolationKind::UseAfterClose,
         ViolationKind::CloseInFlight,
@@ -387,6 +395,7 @@ impl ViolationKind {
         ViolationKind::LateDeadline,
         ViolationKind::IgnoredDeadline,
         ViolationKind::LateWakeup,
+        ViolationKind::BusyWait,
     ];
 
     /// The `kind` string.
@@ -404,6 +413,7 @@ impl ViolationKind {
             ViolationKind::LateDeadline => "late_deadline",
             ViolationKind::IgnoredDeadline => "ignored_deadline",
             ViolationKind::LateWakeup => "late_wakeup",
+            ViolationKind::BusyWait => "busy_wait",
         }
     }
 
@@ -427,6 +437,7 @@ impl ViolationKind {
             ViolationKind::LateDeadline => "no_late_deadline",
             ViolationKind::IgnoredDeadline => "no_ignored_deadline",
             ViolationKind::LateWakeup => "no_late_wakeup",
+            ViolationKind::BusyWait => "no_busy_wait",
         }
     }
 }
