@@ -103,6 +103,7 @@ fn calls_the_target(op: &Op) -> bool {
             | Op::Sleep { .. }
             | Op::Yield {}
             | Op::PeerWrite { .. }
+            | Op::PeerRead { .. }
             | Op::PeerClose { .. }
     )
 }

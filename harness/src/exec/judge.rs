@@ -107,7 +107,12 @@ pub(super) fn check_bytes(
 
 /// Bytes the peer of `conn` received must all be `conn`'s writes.
 pub(super) fn check_drained(case: &Case, conn: usize, peer: &Peer) {
-    let got = peer.drain();
+    check_peer_bytes(case, conn, &peer.drain());
+}
+
+/// Bytes the peer of `conn` received must all be the tag of data its
+/// local end sent.
+pub(super) fn check_peer_bytes(case: &Case, conn: usize, got: &[u8]) {
     count_check(case, ViolationKind::Crosstalk);
     let want = case.tags.sent_by_local(conn);
     if let Some(&bad) = got.iter().find(|&&b| b != want) {

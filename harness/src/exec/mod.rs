@@ -270,6 +270,9 @@ struct Case {
     checks: Mutex<Vec<(ViolationKind, u64)>>,
     /// Microseconds since `epoch` when an op last returned.
     last_op_end: AtomicU64,
+    /// `peer_read` ops running now: the supervisor lets each finish (it
+    /// ends by itself within the wake-up tolerance of its last byte).
+    peer_reads: AtomicUsize,
     /// The target reports no syscalls: its objects are observed through
     /// the interposer ([`observe`]).
     observe: bool,
@@ -347,6 +350,7 @@ pub fn run_case(
         epoch: Instant::now(),
         checks: Mutex::new(Vec::new()),
         last_op_end: AtomicU64::new(0),
+        peer_reads: AtomicUsize::new(0),
         tearing_down: AtomicBool::new(false),
         events: events::Events::new(threads),
     });

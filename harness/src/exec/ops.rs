@@ -3,7 +3,8 @@
 //! points to the controlled scheduler (or jitters them in free mode).
 
 use super::judge::{
-    check_bytes, check_drained, judge_error, judge_listener_error, record, still_listening,
+    check_bytes, check_drained, check_peer_bytes, judge_error, judge_listener_error, record,
+    still_listening,
 };
 use super::setup::loopback;
 use super::{conn_of, listener_of, thread_name, Case, DeadlineSet, Found, Rng};
@@ -342,6 +343,22 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
                     case.conns[conn].note_peer_write(began);
                 }
             }
+        }
+        Op::PeerRead { conn, bytes } => {
+            let slot = &case.conns[conn];
+            case.peer_reads.fetch_add(1, Ordering::AcqRel);
+            slot.note_peer_event();
+            let peer = slot.peer.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = peer.as_ref() {
+                let writing = super::wakeup::write_running(case, conn);
+                let (got, stalled) = p.take_in(bytes, super::deadline::TOLERANCE);
+                check_peer_bytes(case, conn, &got);
+                if let Some(since) = stalled.filter(|_| writing) {
+                    super::wakeup::judge_stalled_write(case, me, op, conn, since);
+                }
+            }
+            drop(peer);
+            case.peer_reads.fetch_sub(1, Ordering::AcqRel);
         }
         Op::PeerClose { conn } => {
             let slot = &case.conns[conn];

@@ -9,6 +9,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The byte every payload of one (connection, direction) is made of. Values
 /// are distinct within a case and shifted by the seed across cases, so a
@@ -77,6 +78,55 @@ impl Peer {
             }
         }
         out
+    }
+    /// Take in up to `limit` bytes of what the local end sent, blocking
+    /// for each; stop early at end of stream, on an error, or when none
+    /// came for `idle`. The bytes, and in the last case when the last of
+    /// them came (or the wait began, if none did).
+    pub(super) fn take_in(&self, limit: usize, idle: Duration) -> (Vec<u8>, Option<Instant>) {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let mut last = Instant::now();
+        let _ = self.set_nonblocking(false);
+        let _ = self.set_read_timeout(Some(idle));
+        let mut stalled = None;
+        while out.len() < limit {
+            let want = (limit - out.len()).min(buf.len());
+            let r = match self {
+                Peer::Tcp(s) => (&*s).read(&mut buf[..want]),
+                Peer::Unix(s) => (&*s).read(&mut buf[..want]),
+                Peer::Udp(s, _) => s.recv(&mut buf[..want]),
+                Peer::UnixDatagram(s, _) => s.recv(&mut buf[..want]),
+            };
+            match r {
+                Ok(0) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    last = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    stalled = Some(last);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = self.set_read_timeout(None);
+        (out, stalled)
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Peer::Tcp(s) => s.set_read_timeout(t),
+            Peer::Unix(s) => s.set_read_timeout(t),
+            Peer::Udp(s, _) => s.set_read_timeout(t),
+            Peer::UnixDatagram(s, _) => s.set_read_timeout(t),
+        }
     }
     fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         match self {

@@ -77,8 +77,13 @@ pub(super) fn supervise(
         // Nor one whose deadline just passed: it must come back by itself
         // within the late-deadline tolerance (see `deadline.rs`).
         // Likewise a read whose peer's bytes just arrived: it must come back
-        // by itself within the wake-up tolerance (see `wakeup.rs`).
-        if super::deadline::overdue_op_running(case) || super::wakeup::wakeup_pending(case) {
+        // by itself within the wake-up tolerance (see `wakeup.rs`); and a
+        // peer taking in a parked write's bytes, which must see more of
+        // them within it.
+        if super::deadline::overdue_op_running(case)
+            || super::wakeup::wakeup_pending(case)
+            || case.peer_reads.load(Ordering::Acquire) > 0
+        {
             let t = Instant::now();
             case.events.wait(seen, t + CONFIRM);
             timings.deadline_wait += t.elapsed();

@@ -1,4 +1,4 @@
-//! The readiness rule.
+//! The readiness rule, both directions.
 //!
 //! **Late wake-up** (`no_late_wakeup`, kind `late_wakeup`): a Read/ReadFrom
 //! that is running when the peer's bytes arrive returns within
@@ -26,6 +26,11 @@
 //! - only a connection that a single scenario thread reads is judged: with
 //!   two readers, the other may have taken the bytes, and this one rightly
 //!   stays parked;
+//! - on unixgram, not once the peer has closed: the local end's next send
+//!   to the dead peer makes the kernel drop every datagram waiting for it
+//!   (`unix_dgram_disconnected`: "messages are lost"), and a read then
+//!   rightly parks again (found by a 50,000-case soak: a read woken by the
+//!   peer's datagram found them gone after a racing write_to);
 //! - late: with `arrived` the first such write's return, `end > arrived +
 //!   TOLERANCE`, and no Close of the connection began by `arrived +
 //!   TOLERANCE`.
@@ -34,6 +39,19 @@
 //! for less than the tolerance ([`wakeup_pending`]), as it does for a
 //! deadline that just passed: otherwise teardown's Close would end a read
 //! that readiness failed to wake, and the miss would go unseen.
+//!
+//! **The write side** (same rule and kind): a Write/WriteTo parked on a
+//! full send buffer must go on when the peer frees the space. A
+//! `peer_read` takes in the local end's bytes until it has what it asked
+//! for or none has come for [`TOLERANCE`]; if it stops on that wait while
+//! a write on the connection, on the socket the peer is connected to and
+//! begun before the last byte came, still runs, and no Close of the
+//! connection began by then, the write was not woken: everything it had
+//! sent was taken in and it sent nothing more for the whole tolerance.
+//! Only a peer_read that began while such a write ran is judged, and only
+//! one that asks for no more than the write sends stops on a wait with a
+//! correct target (it gets all of it), so a scenario asks for exactly the
+//! write's size.
 //!
 //! The tolerance is the late-deadline rule's, for the same reason: a woken
 //! thread on a loaded 2-core machine may wait tens of ms for a CPU, and in
@@ -44,8 +62,9 @@ use super::deadline::TOLERANCE;
 use super::judge::{count_check, found_here, record};
 use super::Case;
 use crate::report::ViolationKind;
-use crate::scenario::Op;
+use crate::scenario::{Op, Transport};
 use crate::target::Conn;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -106,16 +125,18 @@ fn bytes_arrived(
     if !read_by_one_thread(case, conn) {
         return None;
     }
-    let slot = &case.conns[conn];
-    let peered = slot.peered_socket.lock().unwrap_or_else(|e| e.into_inner());
-    if !peered
-        .as_ref()
-        .is_some_and(|p| std::ptr::addr_eq(p.as_ptr(), Arc::as_ptr(socket)))
+    if case.scenario.transport == Transport::Unixgram
+        && case.conns[conn].peer_closed.load(Ordering::Acquire)
     {
         return None;
     }
-    drop(peered);
-    let writes = slot.peer_writes.lock().unwrap_or_else(|e| e.into_inner());
+    if !is_peered(case, conn, socket) {
+        return None;
+    }
+    let writes = case.conns[conn]
+        .peer_writes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     writes
         .iter()
         .filter(|&&(began, _)| began >= start)
@@ -150,4 +171,60 @@ pub(super) fn wakeup_pending(case: &Case) -> bool {
             && bytes_arrived(case, io.conn, &io.socket, io.started)
                 .is_some_and(|at| now < at + window)
     })
+}
+
+/// Whether a Write/WriteTo on `conn`, on the socket its peer is connected
+/// to, is running (the write side of the rule judges only a peer_read that
+/// began during one).
+pub(super) fn write_running(case: &Case, conn: usize) -> bool {
+    let running = super::io_in_progress(case)
+        .any(|io| io.dir == 1 && io.conn == conn && is_peered(case, conn, &io.socket));
+    if running {
+        count_check(case, ViolationKind::LateWakeup);
+    }
+    running
+}
+
+/// Judge the writes on `conn` after its peer, taking in their bytes
+/// (`op`, on case thread `me`), got its last byte at `since` and then
+/// nothing for the tolerance.
+pub(super) fn judge_stalled_write(case: &Case, me: usize, op: &Op, conn: usize, since: Instant) {
+    let now = Instant::now();
+    let closed_at = *case.conns[conn]
+        .closed_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if closed_at.is_some_and(|t| t <= now) {
+        return;
+    }
+    let parked = super::io_in_progress(case).find(|io| {
+        io.dir == 1 && io.conn == conn && io.started < since && is_peered(case, conn, &io.socket)
+    });
+    let Some(io) = parked else { return };
+    record(
+        case,
+        found_here(
+            case,
+            me,
+            ViolationKind::LateWakeup,
+            op,
+            io.socket.owner(),
+            format!(
+                "a write on connection {conn} ({:?} in) was parked when the peer took in what it had sent; the peer then waited {:?} with nothing more and the write still running, with no Close: freed space did not wake it",
+                since.saturating_duration_since(io.started),
+                now.saturating_duration_since(since)
+            ),
+        ),
+    );
+}
+
+/// Whether `socket` is the one the peer of `conn` was connected to in
+/// setup.
+fn is_peered(case: &Case, conn: usize, socket: &Arc<dyn Conn>) -> bool {
+    case.conns[conn]
+        .peered_socket
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|p| std::ptr::addr_eq(p.as_ptr(), Arc::as_ptr(socket)))
 }

@@ -263,13 +263,18 @@ pub enum Op {
     /// The harness-owned peer end of connection `conn` sends `bytes` tagged
     /// bytes (stream) or one tagged datagram (datagram transports).
     PeerWrite { conn: usize, bytes: usize },
+    /// The harness-owned peer end of connection `conn` takes in what the
+    /// local end sent, until it has `bytes` bytes or none has come for the
+    /// wake-up tolerance (500 ms): it frees the space a parked write waits
+    /// for.
+    PeerRead { conn: usize, bytes: usize },
     /// The harness-owned peer end of connection `conn` closes.
     PeerClose { conn: usize },
 }
 
 impl Op {
     /// Every op name, in the order of the documentation.
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "dial",
         "accept",
         "read",
@@ -284,6 +289,7 @@ impl Op {
         "sleep",
         "yield",
         "peer_write",
+        "peer_read",
         "peer_close",
     ];
 
@@ -304,6 +310,7 @@ impl Op {
             Op::Sleep { .. } => "sleep",
             Op::Yield {} => "yield",
             Op::PeerWrite { .. } => "peer_write",
+            Op::PeerRead { .. } => "peer_read",
             Op::PeerClose { .. } => "peer_close",
         }
     }
@@ -320,6 +327,7 @@ impl Op {
             | Op::Close { conn }
             | Op::SetDeadline { conn, .. }
             | Op::PeerWrite { conn, .. }
+            | Op::PeerRead { conn, .. }
             | Op::PeerClose { conn } => Some(conn),
             Op::CloseListener { .. }
             | Op::Rebind { .. }
@@ -349,6 +357,7 @@ impl Op {
                 | Op::Sleep { .. }
                 | Op::Yield {}
                 | Op::PeerWrite { .. }
+                | Op::PeerRead { .. }
                 | Op::PeerClose { .. }
         )
     }
@@ -379,7 +388,8 @@ impl fmt::Display for Op {
             | Op::Write { conn, bytes }
             | Op::ReadFrom { conn, bytes }
             | Op::WriteTo { conn, bytes }
-            | Op::PeerWrite { conn, bytes } => write!(f, " conn={conn} bytes={bytes}"),
+            | Op::PeerWrite { conn, bytes }
+            | Op::PeerRead { conn, bytes } => write!(f, " conn={conn} bytes={bytes}"),
             Op::Close { conn } | Op::PeerClose { conn } => write!(f, " conn={conn}"),
             Op::CloseListener { listener } | Op::Rebind { listener } => {
                 write!(f, " listener={listener}")

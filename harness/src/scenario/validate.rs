@@ -312,7 +312,9 @@ fn check_op(c: &mut Checker<'_>, at: &OpAt, op: &Op, closed_here: &mut HashSet<u
                 ),
             );
         }
-        Op::PeerWrite { conn, .. } | Op::PeerClose { conn } if conn >= s.connections => {
+        Op::PeerWrite { conn, .. } | Op::PeerRead { conn, .. } | Op::PeerClose { conn }
+            if conn >= s.connections =>
+        {
             let have = match s.connections {
                 0 => "the scenario has no pre-established connections".to_owned(),
                 n => format!("valid: 0..={}", n - 1),
@@ -334,6 +336,8 @@ fn check_op(c: &mut Checker<'_>, at: &OpAt, op: &Op, closed_here: &mut HashSet<u
         Op::ReadFrom { bytes, .. } | Op::WriteTo { bytes, .. } => (Some(bytes), l.max_datagram),
         Op::PeerWrite { bytes, .. } if transport.has_records() => (Some(bytes), l.max_datagram),
         Op::PeerWrite { bytes, .. } => (Some(bytes), l.max_stream_read),
+        // As much as one write may send: enough to drain it whole.
+        Op::PeerRead { bytes, .. } => (Some(bytes), l.max_stream_write),
         _ => (None, 0),
     };
     if let Some(bytes) = size {
