@@ -1,8 +1,9 @@
 //! The busy-wait rule (`no_busy_wait`, `harness/src/exec/busy.rs`): an op
-//! that waits sleeps. fdmutex keeps it on both wait paths and in both
-//! modes; a target whose reads poll — try, and on nothing spin a while on
-//! the CPU before trying again — breaks it, though every result it returns
-//! is right.
+//! that waits sleeps until what it waits for happens. fdmutex keeps it on
+//! both wait paths and in both modes; a target whose reads poll breaks it,
+//! though every result it returns is right: one that spins on the CPU
+//! between tries (the CPU trigger), and one that sleeps only 100 µs per try
+//! (the sleeps trigger: thousands of wake-ups in one wait, little CPU).
 
 use harness::exec::{self, CaseConfig};
 use harness::report::{Mode, ViolationKind};
@@ -38,17 +39,16 @@ const WAITS: &str = r#"{
   "expect": "The first read times out at its deadline, the second returns the closed error; the thread is on a CPU for neither wait."
 }"#;
 
-/// How long a polling read spins between tries.
-const SPIN: Duration = Duration::from_millis(4);
-
 /// A target whose reads poll: each try has a deadline 100 µs ahead, and
-/// after a try that found nothing the thread spins for [`SPIN`] before the
-/// next, until bytes, the closed error or the caller's own deadline.
-struct Polling(NetfdTarget);
+/// after a try that found nothing the thread spins on the CPU for `.1`
+/// (maybe zero) before the next, until bytes, the closed error or the
+/// caller's own deadline.
+struct Polling(NetfdTarget, Duration);
 
 struct PollingConn {
     inner: Box<dyn Conn>,
     read_deadline: Mutex<Option<Instant>>,
+    spin: Duration,
 }
 
 impl Conn for PollingConn {
@@ -68,7 +68,7 @@ impl Conn for PollingConn {
                 .set_deadline(Direction::Read, Some(now + Duration::from_micros(100)))?;
             match self.inner.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    let until = Instant::now() + SPIN;
+                    let until = Instant::now() + self.spin;
                     while Instant::now() < until {
                         std::hint::spin_loop();
                     }
@@ -105,6 +105,7 @@ impl Target for Polling {
         Ok(Box::new(PollingConn {
             inner: self.0.dial(addr)?,
             read_deadline: Mutex::new(None),
+            spin: self.1,
         }))
     }
     fn bind_datagram(&self, _local: SocketAddr, _peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
@@ -150,10 +151,9 @@ fn fdmutex_sleeps_while_it_waits_on_both_wait_paths() {
     }
 }
 
-#[test]
-fn a_polling_reader_is_a_busy_wait() {
+fn polling_is_busy(spin: Duration, says: &str) {
     let s = waits();
-    let target: Arc<dyn Target> = Arc::new(Polling(NetfdTarget::new(Variant::FdMutex)));
+    let target: Arc<dyn Target> = Arc::new(Polling(NetfdTarget::new(Variant::FdMutex), spin));
     for mode in [Mode::Free, Mode::Controlled] {
         for i in 0..3 {
             let mut cc = CaseConfig::new(mode, i);
@@ -172,17 +172,29 @@ fn a_polling_reader_is_a_busy_wait() {
                     .map(|f| (f.kind, f.message.clone()))
                     .collect::<Vec<_>>()
             );
-            // The deadline read spins for its 250 ms in every schedule; the
+            // The deadline read polls for its 250 ms in every schedule; the
             // second read waits for the Close too, unless the controlled
             // schedule ran the closer first and that read found the socket
             // closed.
             let want = if mode == Mode::Free { 2..=2 } else { 1..=2 };
             assert!(
-                want.contains(&busy.len()) && busy[0].op.contains("conn=0"),
+                want.contains(&busy.len())
+                    && busy[0].op.contains("conn=0")
+                    && busy.iter().all(|f| f.message.contains(says)),
                 "{mode:?} case {i}: {:?}",
                 busy.iter().map(|f| &f.message).collect::<Vec<_>>()
             );
             assert!(busy.iter().all(|f| f.op.starts_with("read")));
         }
     }
+}
+
+#[test]
+fn a_reader_that_spins_between_tries_is_a_busy_wait() {
+    polling_is_busy(Duration::from_millis(4), "on a CPU");
+}
+
+#[test]
+fn a_reader_that_sleeps_100_us_between_tries_is_a_busy_wait() {
+    polling_is_busy(Duration::ZERO, "woken");
 }

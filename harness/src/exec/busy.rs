@@ -2,37 +2,47 @@
 //!
 //! **Busy wait** (`no_busy_wait`, kind `busy_wait`): an op that waits — for
 //! bytes, for buffer space, for a connection, for its deadline, for the
-//! last reference to go — sleeps in the kernel while it waits. An op whose
-//! thread was on a CPU for more than [`CPU_FLOOR`] *and* for more than
-//! [`CPU_SHARE`] of the op's wall time has spun instead: a parker that
-//! returns at once, a waiter slot that reads as empty, a timer that fires
-//! before it is due and is re-armed, a permit left behind for a lock
-//! waiter. The results can all be right — the op still returns what it
-//! should, when it should — and the machine loses a core for as long as
-//! the wait lasts, which no result-based rule sees.
+//! last reference to go — sleeps in the kernel until what it waits for
+//! happens. Two ways of not doing so are judged:
+//!
+//! - *spinning on a CPU*: the op's thread was on a CPU for more than
+//!   [`CPU_FLOOR`] *and* for more than [`CPU_SHARE`] of the op's wall time
+//!   (a parker that returns at once, a waiter slot that reads as empty);
+//! - *spinning through the kernel*: the thread went to sleep and was woken
+//!   more than [`SLEEPS_FLOOR`] times in one op (a timer that fires before
+//!   it is due, a waiter that re-checks and re-arms it: each lap sleeps for
+//!   µs, so the CPU share stays low while the poll server and the waiter
+//!   wake each other thousands of times a second).
+//!
+//! The results can all be right — the op still returns what it should,
+//! when it should — and the machine loses a core for as long as the wait
+//! lasts, which no result-based rule sees.
 //!
 //! Protocol. The op's thread reads its own CPU clock
-//! (`CLOCK_THREAD_CPUTIME_ID`, [`thread_cpu_time`]) before and after the
-//! op, so only that thread's time counts (never the poll server's, the
-//! peer's or the supervisor's), and every op that calls the target is
-//! judged; the harness's own ops (`open`, `sleep`, `yield`, `peer_*`) are
-//! not, nor is `rebind`, whose time is mostly the harness's own check of
+//! (`CLOCK_THREAD_CPUTIME_ID`, [`thread_cpu_time`]) and its count of
+//! voluntary context switches ([`thread_sleeps`]) before and after the op,
+//! so only that thread counts (never the poll server, the peer or the
+//! supervisor), and every op that calls the target is judged; the
+//! harness's own ops (`open`, `sleep`, `yield`, `peer_*`) are not, nor is
+//! `rebind`, whose time is mostly the harness's own check of
 //! `/proc/net/tcp` for the closed listener (tens of ms with many sockets in
-//! TIME_WAIT) and which never waits in the target. Waiting for the controlled scheduler's turn is a condition-variable
-//! sleep and costs nothing.
+//! TIME_WAIT) and which never waits in the target. Waiting for the
+//! controlled scheduler's turn is a condition-variable sleep: it costs no
+//! CPU, but each turn handed back is one sleep, which the floor allows for.
 //!
-//! Why these bounds never flake. The floor is far above what any op of a
-//! scenario or a generated case costs a correct target: in a run of every
-//! scenario and 5,400 generated cases on both wait paths in both modes
-//! (fdmutex, load ~2) the most any op used was 16.5 ms (a read, 30% of its
-//! wall time) and an 8 MiB write 11 ms (the buffer filled in memory, a few
-//! MiB copied into the socket, then parked); most ops use µs. A loaded
-//! machine only lowers the share a thread gets, so load can hide a spin
-//! but never make one up. A spinning waiter on this 2-core machine gets
-//! about a core for the whole wait: a wait of 100 ms or more (a deadline,
-//! a parked read until teardown's Close) shows it at once.
+//! Why these bounds never flake. They are far above what any op of a
+//! scenario or a generated case costs a correct target: in a 60 s run of
+//! every scenario and the generated cases on both wait paths, in each mode
+//! (fdmutex, about 38,000 cases, load ~2), the most CPU any op used was
+//! 16.5 ms (a read, 30% of its wall time; an 8 MiB write: 11 ms) and the
+//! most sleeps 149 (a Close in controlled mode, one per turn handed back);
+//! an op of a correct target sleeps once per wait. A loaded machine only
+//! lowers the CPU a thread gets, so load can hide a CPU spin but not make
+//! one up. The mutants they were set against: a parker that returns at
+//! once used ~100% of a core for the whole wait; a poll server that fires
+//! every timer at once woke its waiter 2,800–13,000 times in a 1 s wait.
 
-use super::events::thread_cpu_time;
+use super::events::{thread_cpu_time, thread_sleeps};
 use super::judge::{count_check, found_here, record};
 use super::Case;
 use crate::report::ViolationKind;
@@ -46,10 +56,14 @@ pub const CPU_FLOOR: Duration = Duration::from_millis(50);
 /// The share of its wall time an op may spend on a CPU (above the floor).
 pub const CPU_SHARE: f64 = 0.5;
 
+/// Sleeps (voluntary context switches) one op may take.
+pub const SLEEPS_FLOOR: u64 = 1000;
+
 /// Where the op began, for [`judge_busy_wait`].
 pub(super) struct OpClock {
     began: Instant,
     cpu: Option<Duration>,
+    sleeps: Option<u64>,
 }
 
 impl OpClock {
@@ -57,6 +71,7 @@ impl OpClock {
     pub(super) fn start() -> OpClock {
         OpClock {
             cpu: thread_cpu_time(),
+            sleeps: thread_sleeps(),
             began: Instant::now(),
         }
     }
@@ -65,18 +80,34 @@ impl OpClock {
 /// Judge `op`, just returned on the calling thread (case thread `me`),
 /// that began at `clock`.
 pub(super) fn judge_busy_wait(case: &Case, me: usize, op: &Op, clock: OpClock) {
-    let (Some(before), Some(after)) = (clock.cpu, thread_cpu_time()) else {
-        return;
-    };
-    if !calls_the_target(op) {
+    let cpu = clock
+        .cpu
+        .zip(thread_cpu_time())
+        .map(|(before, after)| after.saturating_sub(before));
+    let sleeps = clock
+        .sleeps
+        .zip(thread_sleeps())
+        .map(|(before, after)| after.saturating_sub(before));
+    if !calls_the_target(op) || (cpu.is_none() && sleeps.is_none()) {
         return;
     }
     count_check(case, ViolationKind::BusyWait);
-    let cpu = after.saturating_sub(before);
     let wall = clock.began.elapsed();
-    if cpu <= CPU_FLOOR || cpu.as_secs_f64() <= CPU_SHARE * wall.as_secs_f64() {
+    let message = if let Some(cpu) =
+        cpu.filter(|c| *c > CPU_FLOOR && c.as_secs_f64() > CPU_SHARE * wall.as_secs_f64())
+    {
+        format!(
+            "{op} ran {wall:?} and its thread was on a CPU for {cpu:?} of it ({:.0}%; over {CPU_FLOOR:?} and {:.0}% is a spin): a waiting op must sleep, not poll",
+            100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+            100.0 * CPU_SHARE
+        )
+    } else if let Some(n) = sleeps.filter(|&n| n > SLEEPS_FLOOR) {
+        format!(
+            "{op} ran {wall:?} and its thread went to sleep and was woken {n} times (over {SLEEPS_FLOOR} is a spin through the kernel): a waiting op must sleep until what it waits for happens, not be woken to look again"
+        )
+    } else {
         return;
-    }
+    };
     record(
         case,
         found_here(
@@ -85,11 +116,7 @@ pub(super) fn judge_busy_wait(case: &Case, me: usize, op: &Op, clock: OpClock) {
             ViolationKind::BusyWait,
             op,
             OwnerId::NONE,
-            format!(
-                "{op} ran {wall:?} and its thread was on a CPU for {cpu:?} of it ({:.0}%; over {CPU_FLOOR:?} and {:.0}% is a spin): a waiting op must sleep, not poll",
-                100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
-                100.0 * CPU_SHARE
-            ),
+            message,
         ),
     );
 }

@@ -135,6 +135,18 @@ pub fn thread_cpu_time() -> Option<Duration> {
     (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
+/// How many times the calling thread has blocked so far (its voluntary
+/// context switches, `getrusage(RUSAGE_THREAD)`), or `None` where that is
+/// missing.
+pub fn thread_sleeps() -> Option<u64> {
+    // SAFETY: rusage is plain integers, for which all zeroes is a value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage through a pointer to a live local
+    // of that type and touches no other memory.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    (rc == 0).then_some(ru.ru_nvcsw as u64)
+}
+
 /// The calling thread's kernel id (from `/proc/thread-self`).
 pub fn current_tid() -> Option<i32> {
     // The harness's own look at the kernel: never judged, never a switch.
