@@ -572,6 +572,9 @@ fn soak(a: SoakArgs) -> Result<i32, Failure> {
             let saved = run::minimal_scenario(f, a.variant.name(), a.seed);
             let path = run::save_case(&a.dir, &saved, f.case, &f.replay_schedule())
                 .map_err(|e| Failure::harness(e.to_string()))?;
+            for v in &f.minimal_outcome.found {
+                eprintln!("soak: {} on {} ({}): {}", v.kind, v.op, v.thread, v.message);
+            }
             format!(
                 "case {} failed ({}); minimal case {}",
                 f.case,
