@@ -7,6 +7,7 @@
 //! can fail.
 
 mod drowsy;
+mod polling;
 
 use drowsy::Drowsy;
 use harness::report::{schema, Mode, Report, ViolationKind};
@@ -310,6 +311,25 @@ fn reports_of_every_variant_mode_and_violation_kind_validate() {
     assert!(
         kinds(&r).contains(&ViolationKind::LateWakeup),
         "late_wakeup: {:?}",
+        kinds(&r)
+    );
+    all_kinds.extend(kinds(&r));
+    written.push(p);
+
+    // A custom target whose reads poll, spinning on the CPU between tries:
+    // busy_wait.
+    let spinning: Arc<dyn Target> = Arc::new(polling::Polling(
+        NetfdTarget::new(Variant::FdMutex),
+        Duration::from_millis(4),
+    ));
+    let waits = Source {
+        scenario: polling::waits(),
+        file: "reads_that_wait.json".into(),
+    };
+    let (p, r) = run_and_write(spinning, &[waits], Mode::Free, dir.path());
+    assert!(
+        kinds(&r).contains(&ViolationKind::BusyWait),
+        "busy_wait: {:?}",
         kinds(&r)
     );
     all_kinds.extend(kinds(&r));

@@ -127,16 +127,7 @@ pub(super) fn judge_busy_wait(case: &Case, me: usize, op: &Op, clock: OpClock) {
     );
 }
 
-/// Whether `op` calls the target (the rest are the harness's own).
+/// Whether `op` is judged: the ops on a socket under test, but `rebind`.
 fn calls_the_target(op: &Op) -> bool {
-    !matches!(
-        op,
-        Op::Open { .. }
-            | Op::Rebind { .. }
-            | Op::Sleep { .. }
-            | Op::Yield {}
-            | Op::PeerWrite { .. }
-            | Op::PeerRead { .. }
-            | Op::PeerClose { .. }
-    )
+    op.is_socket_op() && !matches!(op, Op::Rebind { .. })
 }
