@@ -23,7 +23,8 @@
 //! Threads that hang are left behind (a thread cannot be killed); the caller
 //! stops running a scenario after its first hang.
 //!
-//! One file per job: [`setup`] (listeners, pairs, peers, tags), [`ops`]
+//! One file per job: [`setup`] (listeners, pairs, peers, tags; the inet
+//! ports they bind come from [`ports`], so no case reaches another), [`ops`]
 //! (the workers and the case probe), [`judge`] (results and findings),
 //! [`supervise`] (waiting, teardown, hangs); this file holds the case's
 //! shared state and [`run_case`].
@@ -37,6 +38,7 @@ mod ops;
 pub mod parallel;
 pub mod pct;
 pub mod pool;
+mod ports;
 pub mod sched;
 mod setup;
 mod supervise;

@@ -2,7 +2,7 @@
 //! the peer ends the harness owns, and the byte tags that mark every
 //! payload with the connection it belongs to.
 
-use super::{Case, ListenerSlot, SetupError};
+use super::{ports, Case, ListenerSlot, SetupError};
 use crate::scenario::{Scenario, Transport};
 use crate::target::{Addr, Conn};
 use std::io::{self, Read, Write};
@@ -200,17 +200,19 @@ pub(super) fn setup_listeners(
 ) -> Result<Vec<ListenerSlot>, SetupError> {
     (0..scenario.listeners)
         .map(|i| {
-            let addr = match dir {
-                Some(d) if scenario.transport == Transport::Unixpacket => {
-                    Addr::UnixPacket(d.join(format!("l{i}.sock")))
-                }
-                Some(d) => Addr::Unix(d.join(format!("l{i}.sock"))),
-                None => Addr::Inet(SocketAddr::new(ip, 0)),
+            let listen = |addr: Addr| {
+                case.target
+                    .listen(&addr)
+                    .map_err(|e| setup_err(&format!("listen on {addr}"), e))
             };
-            let l = case
-                .target
-                .listen(&addr)
-                .map_err(|e| setup_err(&format!("listen on {addr}"), e))?;
+            let l = match dir {
+                Some(d) if scenario.transport == Transport::Unixpacket => {
+                    listen(Addr::UnixPacket(d.join(format!("l{i}.sock"))))?
+                }
+                Some(d) => listen(Addr::Unix(d.join(format!("l{i}.sock"))))?,
+                None => ports::bind_in_turn(ip, |a| case.target.listen(&Addr::Inet(a)))
+                    .map_err(|e| setup_err(&format!("listen on {ip}"), e))?,
+            };
             let addr = l
                 .local_addr()
                 .map_err(|e| setup_err("listener address", e))?;
@@ -237,7 +239,7 @@ pub(super) fn setup_connections(
     }
     match scenario.transport {
         Transport::Tcp4 | Transport::Tcp6 => {
-            let helper = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+            let helper = ports::bind_in_turn(ip, std::net::TcpListener::bind)
                 .map_err(|e| setup_err("helper listener", e))?;
             let addr = helper
                 .local_addr()
@@ -282,14 +284,12 @@ pub(super) fn setup_connections(
         }
         Transport::Udp4 | Transport::Udp6 => {
             for i in 0..scenario.connections {
-                let peer = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+                let peer = ports::bind_in_turn(ip, std::net::UdpSocket::bind)
                     .map_err(|e| setup_err("peer socket", e))?;
                 let peer_addr = peer
                     .local_addr()
                     .map_err(|e| setup_err("peer address", e))?;
-                let conn = case
-                    .target
-                    .bind_datagram(SocketAddr::new(ip, 0), peer_addr)
+                let conn = ports::bind_in_turn(ip, |a| case.target.bind_datagram(a, peer_addr))
                     .map_err(|e| setup_err("bind datagram", e))?;
                 let local = conn.local_addr().ok().flatten().ok_or_else(|| {
                     SetupError("case setup: datagram socket has no address".into())
