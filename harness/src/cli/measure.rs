@@ -563,6 +563,11 @@ fn soak(a: SoakArgs) -> Result<i32, Failure> {
     );
     let r = generate_on(t, a.variant, &cfg, a.every)?;
     let secs = r.elapsed.as_secs_f64();
+    let t = &r.stats.timings;
+    eprintln!(
+        "soak: slowest TCP dial {:?}; {} case(s) with a dial over the hang bound ({:?}) that returned within the kernel's SYN retransmissions",
+        t.slowest_dial, t.slow_dials, a.hang_bound
+    );
     println!(
         "| variant | mode | seed | cases | seconds | cases/s | syscalls checked | violations |"
     );

@@ -39,12 +39,16 @@
 //! scenario or a generated case costs a correct target: in a 60 s run of
 //! every scenario and the generated cases on both wait paths, in each mode
 //! (fdmutex, about 38,000 cases, load ~2), the most CPU any op used was
-//! 16.5 ms (a read, 30% of its wall time; an 8 MiB write: 11 ms) and the
+//! 16.5 ms (a read, 30% of its wall time; an 8 MiB write: 11 ms, but a
+//! later free-mode soak saw one at 51 ms, all of it on a CPU, hence the
+//! allowance per byte moved, [`CPU_PER_BYTE`]) and the
 //! most sleeps 149 (a Close in controlled mode, one per turn handed back);
 //! an op of a correct target sleeps once per wait (a later soak found the
-//! controlled-mode exception above). A loaded machine only
-//! lowers the CPU a thread gets, so load can hide a CPU spin but not make
-//! one up. The mutants they were set against: a parker that returns at
+//! controlled-mode exception above). A loaded machine mostly lowers the
+//! CPU a thread gets, so load hides a spin more often than it makes one
+//! up; the exception is the kernel's network work charged to the thread
+//! that happens to run it (the receiving side of loopback, softirqs of
+//! other sockets), which grows with the bytes an op moves. The mutants they were set against: a parker that returns at
 //! once used ~100% of a core for the whole wait; a poll server that fires
 //! every timer at once woke its waiter 2,800–13,000 times in a 1 s wait.
 
@@ -64,6 +68,20 @@ pub const CPU_SHARE: f64 = 0.5;
 
 /// Sleeps (voluntary context switches) one op may take.
 pub const SLEEPS_FLOOR: u64 = 1000;
+
+/// CPU an op may use per byte it asks to move, on top of [`CPU_FLOOR`]:
+/// moving bytes is work, not waiting. On loopback the sender's thread also
+/// runs the receiving side's protocol processing (and, as a softirq, other
+/// sockets' too), so an 8 MiB write that never waits is on a CPU
+/// throughout: a soak saw 51 ms (~6 ns a byte, free mode, eight cases at
+/// once); this allows four times that.
+pub const CPU_PER_BYTE: Duration = Duration::from_nanos(25);
+
+/// Bytes an op may move per sleep, on top of [`SLEEPS_FLOOR`]: a write
+/// bigger than the send buffer sleeps each time the buffer fills, and the
+/// kernel wakes it only once a good share of the buffer (tens of KiB) is
+/// free again; 4 KiB a sleep is far below that.
+pub const BYTES_PER_SLEEP: u64 = 4096;
 
 /// Where the op began, for [`judge_busy_wait`].
 pub(super) struct OpClock {
@@ -99,17 +117,18 @@ pub(super) fn judge_busy_wait(case: &Case, me: usize, op: &Op, clock: OpClock) {
     }
     count_check(case, ViolationKind::BusyWait);
     let wall = clock.began.elapsed();
+    let (cpu_floor, sleeps_floor) = floors(op);
     let message = if let Some(cpu) =
-        cpu.filter(|c| *c > CPU_FLOOR && c.as_secs_f64() > CPU_SHARE * wall.as_secs_f64())
+        cpu.filter(|c| *c > cpu_floor && c.as_secs_f64() > CPU_SHARE * wall.as_secs_f64())
     {
         format!(
-            "{op} ran {wall:?} and its thread was on a CPU for {cpu:?} of it ({:.0}%; over {CPU_FLOOR:?} and {:.0}% is a spin): a waiting op must sleep, not poll",
+            "{op} ran {wall:?} and its thread was on a CPU for {cpu:?} of it ({:.0}%; over {cpu_floor:?} and {:.0}% is a spin): a waiting op must sleep, not poll",
             100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
             100.0 * CPU_SHARE
         )
-    } else if let Some(n) = sleeps.filter(|&n| n > SLEEPS_FLOOR && case.mode == Mode::Free) {
+    } else if let Some(n) = sleeps.filter(|&n| n > sleeps_floor && case.mode == Mode::Free) {
         format!(
-            "{op} ran {wall:?} and its thread went to sleep and was woken {n} times (over {SLEEPS_FLOOR} is a spin through the kernel): a waiting op must sleep until what it waits for happens, not be woken to look again"
+            "{op} ran {wall:?} and its thread went to sleep and was woken {n} times (over {sleeps_floor} is a spin through the kernel): a waiting op must sleep until what it waits for happens, not be woken to look again"
         )
     } else {
         return;
@@ -127,7 +146,43 @@ pub(super) fn judge_busy_wait(case: &Case, me: usize, op: &Op, clock: OpClock) {
     );
 }
 
+/// The CPU time and the sleeps above which `op` is busy: the floors, plus
+/// what moving the bytes it asks for may take.
+pub fn floors(op: &Op) -> (Duration, u64) {
+    let bytes = match *op {
+        Op::Read { bytes, .. }
+        | Op::ReadFrom { bytes, .. }
+        | Op::Write { bytes, .. }
+        | Op::WriteTo { bytes, .. } => bytes as u64,
+        _ => 0,
+    };
+    (
+        CPU_FLOOR + CPU_PER_BYTE * u32::try_from(bytes).unwrap_or(u32::MAX),
+        SLEEPS_FLOOR + bytes / BYTES_PER_SLEEP,
+    )
+}
+
 /// Whether `op` is judged: the ops on a socket under test, but `rebind`.
 fn calls_the_target(op: &Op) -> bool {
     op.is_socket_op() && !matches!(op, Op::Rebind { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_moved_raise_the_floors_and_waiting_ops_keep_them() {
+        let small = Op::Read { conn: 0, bytes: 8 };
+        assert_eq!(floors(&small), (CPU_FLOOR + CPU_PER_BYTE * 8, SLEEPS_FLOOR));
+        assert_eq!(floors(&Op::Close { conn: 0 }), (CPU_FLOOR, SLEEPS_FLOOR));
+        // The 8 MiB write a soak saw on a CPU for 51 ms throughout is
+        // within its floor; a 1 s spin of it is not.
+        let (cpu, sleeps) = floors(&Op::Write {
+            conn: 0,
+            bytes: 8 << 20,
+        });
+        assert!(cpu > Duration::from_millis(200) && cpu < Duration::from_millis(300));
+        assert_eq!(sleeps, SLEEPS_FLOOR + 2048);
+    }
 }

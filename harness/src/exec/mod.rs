@@ -285,6 +285,8 @@ struct Case {
     tearing_down: AtomicBool,
     /// Pulses the supervisor waits on, and the threads' kernel ids.
     events: events::Events,
+    /// The longest a TCP dial of the case took, in microseconds.
+    slowest_dial_us: AtomicU64,
 }
 
 impl Case {
@@ -355,6 +357,7 @@ pub fn run_case(
         peer_reads: AtomicUsize::new(0),
         tearing_down: AtomicBool::new(false),
         events: events::Events::new(threads),
+        slowest_dial_us: AtomicU64::new(0),
     });
     // Set up on a pool thread, observed by the ledger as "harness", and
     // bounded: a target that blocks in listen or dial is hung, not the
@@ -436,6 +439,11 @@ pub fn run_case(
     checks.push((ViolationKind::Leak, 1));
     checks.push((ViolationKind::Hang, threads as u64));
     case.sched.record_timings(&mut timings);
+    timings.slowest_dial = Duration::from_micros(
+        case.slowest_dial_us
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    timings.slow_dials = u64::from(timings.slowest_dial > cfg.hang_bound);
     timings.finish = finish_started.elapsed();
     Ok(CaseOutcome {
         found,

@@ -264,7 +264,12 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
         }
         Op::Dial { listener, conn } => {
             let addr = case.listeners()[listener].addr.clone();
-            if let Ok(c) = case.target.dial(&addr) {
+            let r = case.target.dial(&addr);
+            if super::supervise::is_tcp_dial(case, op) {
+                let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                case.slowest_dial_us.fetch_max(took, Ordering::Relaxed);
+            }
+            if let Ok(c) = r {
                 install_conn(case, conn, c);
             }
         }

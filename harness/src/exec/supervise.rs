@@ -15,7 +15,7 @@ use super::judge::{check_drained, record};
 use super::ops::CaseProbe;
 use super::{conn_of, listener_of, thread_name, Case, CaseTimings, Found};
 use crate::report::{Mode, ViolationKind};
-use crate::scenario::Op;
+use crate::scenario::{Op, Transport};
 use netfd::probe;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +28,15 @@ use std::time::{Duration, Instant};
 /// kernel cannot tell (see [`Settle`]). Longer than any sleep a scenario
 /// file uses.
 pub(super) const STUCK_QUIET: Duration = Duration::from_millis(50);
+
+/// How much longer than other ops a TCP dial may take to return after
+/// Close before it is a hang. The kernel can drop a SYN (soaks saw dials
+/// racing a Close of their listener come back 1.0 s later, under load,
+/// with no fault in the target: every such dial returned); the client
+/// sends it again after the initial retransmission timeout, 1 s, and
+/// again 2 s after that. A connect that returns by then is slow, not
+/// hung; `slow_dials` in the case timings counts them.
+pub(super) const SYN_RETRANSMITS: Duration = Duration::from_secs(3);
 
 /// In the set [`supervise`] returns: the teardown's own Close hung (no
 /// thread of the case has this index).
@@ -186,6 +195,12 @@ pub(super) fn supervise(
         case.sched.release_all();
     }
     case.events.wait_for(all_done, closed_at + bound);
+    if !all_done()
+        && (0..threads).any(|t| running_op(case, t).is_some_and(|op| is_tcp_dial(case, op)))
+    {
+        case.events
+            .wait_for(all_done, closed_at + bound + SYN_RETRANSMITS);
+    }
     timings.teardown = closed_at.elapsed();
     if !all_done() {
         for t in 0..threads {
@@ -215,7 +230,7 @@ pub(super) fn supervise(
                         thread: thread_name(case, t),
                         message: format!(
                             "{op} did not return {:?} after Close (running for {:?})",
-                            bound,
+                            allowed(case, op, bound),
                             started.elapsed()
                         ),
                         evidence: None,
@@ -229,6 +244,27 @@ pub(super) fn supervise(
         }
     }
     hung
+}
+
+/// The op thread `t` is in, if any.
+fn running_op(case: &Case, t: usize) -> Option<&Op> {
+    let (i, _) = (*case.current_op[t].lock().unwrap_or_else(|e| e.into_inner()))?;
+    case.scenario.threads[t].ops.get(i)
+}
+
+/// A dial over TCP: the op [`SYN_RETRANSMITS`] is for.
+pub(super) fn is_tcp_dial(case: &Case, op: &Op) -> bool {
+    matches!(op, Op::Dial { .. })
+        && matches!(case.scenario.transport, Transport::Tcp4 | Transport::Tcp6)
+}
+
+/// How long after Close `op` may take to return.
+fn allowed(case: &Case, op: &Op, bound: Duration) -> Duration {
+    if is_tcp_dial(case, op) {
+        bound + SYN_RETRANSMITS
+    } else {
+        bound
+    }
 }
 
 /// The earliest deadline still ahead, due within `within`, in the

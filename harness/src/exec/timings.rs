@@ -44,6 +44,11 @@ pub struct CaseTimings {
     /// and the time waited for it.
     pub stall_fallbacks: u64,
     pub stall_wait: Duration,
+    /// TCP dials that took longer than the hang bound but returned within
+    /// the kernel's SYN retransmissions (`supervise::SYN_RETRANSMITS`), and
+    /// the slowest TCP dial of all.
+    pub slow_dials: u64,
+    pub slowest_dial: Duration,
 }
 
 impl CaseTimings {
@@ -67,5 +72,7 @@ impl AddAssign for CaseTimings {
         self.blocked_wait += o.blocked_wait;
         self.stall_fallbacks += o.stall_fallbacks;
         self.stall_wait += o.stall_wait;
+        self.slow_dials += o.slow_dials;
+        self.slowest_dial = self.slowest_dial.max(o.slowest_dial);
     }
 }
