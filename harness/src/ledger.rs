@@ -62,6 +62,17 @@ fn not_a_wake_fd(fd: RawFd) -> Option<(ViolationKind, String)> {
     }
 }
 
+/// The kernel's id of the eventfd `fd` is now (`eventfd-id` in
+/// `/proc/self/fdinfo`), or `None` if `fd` is not an open eventfd: tells one
+/// eventfd from another that took its number, which the shared anonymous
+/// inode cannot.
+pub fn eventfd_id(fd: RawFd) -> Option<u64> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("eventfd-id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[derive(Clone, Debug)]
 pub struct LedgerViolation {
     pub kind: ViolationKind,
@@ -99,6 +110,9 @@ struct State {
     generation: HashMap<RawFd, u64>,
     events: Vec<RawEvent>,
     violations: Vec<LedgerViolation>,
+    /// netfd's wake-up eventfds created in this case: (thread, number,
+    /// the kernel's eventfd id for it).
+    wake_fds: Vec<(usize, RawFd, Option<u64>)>,
     syscalls_checked: u64,
     closes_checked: u64,
 }
@@ -427,6 +441,10 @@ impl Ledger {
         if call.op.creates_descriptor() {
             if let Ok(n) = result {
                 created(&mut st, n as RawFd, call.new_owner);
+                if call.op == SysOp::EventFd {
+                    st.wake_fds
+                        .push((thread, n as RawFd, eventfd_id(n as RawFd)));
+                }
             }
             return;
         }
@@ -470,6 +488,12 @@ impl Ledger {
             result: None,
         });
         created(&mut st, fd, owner);
+    }
+
+    /// netfd's wake-up eventfds created in this case: (thread, number,
+    /// [`eventfd_id`] when it was created).
+    pub fn wake_fds(&self) -> Vec<(usize, RawFd, Option<u64>)> {
+        self.lock().wake_fds.clone()
     }
 
     /// Owners created in this case whose number is still open (checked after

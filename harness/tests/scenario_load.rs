@@ -407,6 +407,7 @@ fn validate_lists_every_broken_rule() {
         listeners: 0,
         connections: 1,
         slots: 0,
+        threads_exit: false,
         threads: vec![ThreadSpec {
             name: "a".into(),
             ops: vec![

@@ -32,6 +32,7 @@
 mod busy;
 mod deadline;
 mod events;
+mod exits;
 mod judge;
 mod observe;
 mod ops;
@@ -178,6 +179,13 @@ struct ConnSlot {
     /// Each peer_write that succeeded: when it began, and when it returned
     /// (its bytes are then waiting for `peered_socket`).
     peer_writes: Mutex<Vec<(Instant, Instant)>>,
+    /// Sockets a dial or accept pushed out of this slot. Weak, so that one
+    /// nobody holds is dropped as before (a target's Drop is exercised);
+    /// one an op still holds (parked in a read on it) is closed by the
+    /// teardown like the slot's own: no one else would, and the op would
+    /// hang (a soak's false `hang`: two reads parked on a pair both ends of
+    /// which had been pushed out of their slot by later dials).
+    displaced: Mutex<Vec<std::sync::Weak<dyn Conn>>>,
 }
 
 impl ConnSlot {
@@ -287,6 +295,8 @@ struct Case {
     events: events::Events,
     /// The longest a TCP dial of the case took, in microseconds.
     slowest_dial_us: AtomicU64,
+    /// The OS threads of a `threads_exit` case ([`exits`]).
+    exits: exits::Exits,
 }
 
 impl Case {
@@ -358,6 +368,7 @@ pub fn run_case(
         tearing_down: AtomicBool::new(false),
         events: events::Events::new(threads),
         slowest_dial_us: AtomicU64::new(0),
+        exits: exits::Exits::default(),
     });
     // Set up on a pool thread, observed by the ledger as "harness", and
     // bounded: a target that blocks in listen or dial is hung, not the
@@ -375,9 +386,14 @@ pub fn run_case(
     for t in 0..threads {
         let case = case.clone();
         let seed = cfg.seed ^ ((t as u64 + 1) << 32);
-        let h =
-            pool::spawn(move || worker(case, t, seed)).map_err(|e| setup_err("spawn thread", e))?;
-        handles.push(h);
+        if scenario.threads_exit {
+            exits::spawn(&case, t, seed).map_err(|e| setup_err("spawn thread", e))?;
+            handles.push(None);
+        } else {
+            let h = pool::spawn(move || worker(case, t, seed))
+                .map_err(|e| setup_err("spawn thread", e))?;
+            handles.push(Some(h));
+        }
     }
     timings.setup = case_started.elapsed();
     if cfg.mode == Mode::Controlled {
@@ -386,10 +402,11 @@ pub fn run_case(
     let hung = supervise(&case, cfg.hang_bound, &mut timings);
     let finish_started = Instant::now();
     for (t, h) in handles.into_iter().enumerate() {
-        if !hung.contains(&t) {
+        if let Some(h) = h.filter(|_| !hung.contains(&t)) {
             h.join();
         }
     }
+    exits::join_finished(&case, cfg.hang_bound);
     if hung.is_empty() {
         // Threads woken by the supervisor's Close may have gone on to open
         // sockets (accept, dial, rebind) that nobody closed: close what the
@@ -424,6 +441,7 @@ pub fn run_case(
     if hung.is_empty() {
         registrations_left(&case);
     }
+    exits::wake_fds_left(&case);
     let mut found = case.found.lock().unwrap_or_else(|e| e.into_inner()).clone();
     found.extend(ledger_found(&case, case.ledger.violations()));
     let counts = case.ledger.counts();

@@ -400,10 +400,18 @@ fn port_kept_by_closed_listener(case: &Case, listener: usize) -> bool {
 /// the teardown sweep may have passed the slot).
 pub(super) fn install_conn(case: &Case, conn: usize, c: Box<dyn Conn>) {
     let c: Arc<dyn Conn> = Arc::from(c);
-    *case.conns[conn]
+    let old = case.conns[conn]
         .conn
         .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        .unwrap_or_else(|e| e.into_inner())
+        .replace(c.clone());
+    if let Some(old) = old {
+        case.conns[conn]
+            .displaced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::downgrade(&old));
+    }
     if case.tearing_down.load(Ordering::SeqCst) {
         case.conns[conn].closed.store(true, Ordering::Release);
         let _ = c.close();

@@ -132,6 +132,9 @@ pub(super) fn supervise(
         }
     }
     timings.run = run_started.elapsed();
+    // The threads of a `threads_exit` case that are done exit before the
+    // Close, so that it meets what their exits left behind (exits.rs).
+    super::exits::join_finished(case, bound);
     // Phase 2: close everything still open; blocked ops must return. The
     // closes run on their own thread, so a Close that never returns is a
     // hang, not a stuck harness; in controlled mode that thread joins the
@@ -364,7 +367,8 @@ impl Settle {
     }
 }
 
-/// Close every listener and connection the case's slots hold now.
+/// Close every listener and connection the case's slots hold now, and
+/// the connections pushed out of them that are still alive.
 pub(super) fn close_all(case: &Case) {
     for l in case.listeners() {
         let x = l.listener.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -378,6 +382,17 @@ pub(super) fn close_all(case: &Case) {
         if let Some(x) = x {
             // Not `mark_closed`: teardown's Close does not excuse an op
             // that overstayed its deadline (deadline.rs).
+            c.closed.store(true, Ordering::Release);
+            let _ = x.close();
+        }
+        // What a dial or accept pushed out of the slot while an op still
+        // holds it.
+        let displaced = c
+            .displaced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for x in displaced.iter().filter_map(std::sync::Weak::upgrade) {
             c.closed.store(true, Ordering::Release);
             let _ = x.close();
         }

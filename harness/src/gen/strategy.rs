@@ -32,6 +32,11 @@ const MAX_GEN_RECORD: usize = 65507;
 /// every other seed's case what it was.
 const UNIXPACKET_ONE_IN: u64 = 3;
 
+/// The share of generated cases (by case seed, bits apart from
+/// [`UNIXPACKET_ONE_IN`]'s) whose threads exit when done
+/// (`Scenario::threads_exit`): the ops are the draw's as before.
+const THREADS_EXIT_ONE_IN: u64 = 8;
+
 /// How large generated cases may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
@@ -584,6 +589,7 @@ pub fn normalize(raw: &RawCase) -> GenCase {
         connections: l.connections,
         slots: l.slots.len(),
         schedule: None,
+        threads_exit: (raw.seed >> 8) % THREADS_EXIT_ONE_IN == 0,
         expect: Some(
             "Every op completes or returns the closed error; no syscall reaches a released or reused number."
                 .to_owned(),

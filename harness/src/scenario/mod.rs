@@ -82,6 +82,13 @@ pub struct Scenario {
     /// Free text: what a correct implementation does in this scenario.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<String>,
+    /// The threads run on OS threads of their own that exit when their ops
+    /// are done, and are joined before the end-of-case Close, instead of
+    /// on the harness's pooled threads, which live on: what a thread's
+    /// exit leaves behind (a waker left in a socket's slot that the Close
+    /// then signals, a wake-up eventfd not closed) becomes visible.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub threads_exit: bool,
 }
 
 /// The transport of every socket in a scenario.
