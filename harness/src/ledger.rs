@@ -110,9 +110,8 @@ struct State {
     generation: HashMap<RawFd, u64>,
     events: Vec<RawEvent>,
     violations: Vec<LedgerViolation>,
-    /// netfd's wake-up eventfds created in this case: (thread, number,
-    /// the kernel's eventfd id for it).
-    wake_fds: Vec<(usize, RawFd, Option<u64>)>,
+    /// netfd's wake-up eventfds created in this case: (thread, number).
+    wake_fds: Vec<(usize, RawFd)>,
     syscalls_checked: u64,
     closes_checked: u64,
 }
@@ -442,8 +441,7 @@ impl Ledger {
             if let Ok(n) = result {
                 created(&mut st, n as RawFd, call.new_owner);
                 if call.op == SysOp::EventFd {
-                    st.wake_fds
-                        .push((thread, n as RawFd, eventfd_id(n as RawFd)));
+                    st.wake_fds.push((thread, n as RawFd));
                 }
             }
             return;
@@ -490,9 +488,8 @@ impl Ledger {
         created(&mut st, fd, owner);
     }
 
-    /// netfd's wake-up eventfds created in this case: (thread, number,
-    /// [`eventfd_id`] when it was created).
-    pub fn wake_fds(&self) -> Vec<(usize, RawFd, Option<u64>)> {
+    /// netfd's wake-up eventfds created in this case: (thread, number).
+    pub fn wake_fds(&self) -> Vec<(usize, RawFd)> {
         self.lock().wake_fds.clone()
     }
 

@@ -190,6 +190,17 @@ pub fn prepare_sampling(tid: i32) {
     let _ = status_file(tid);
 }
 
+/// Close thread `tid`'s status file: the thread has exited (a
+/// `threads_exit` case), and a file kept for every thread that ever ran a
+/// case would be a descriptor leaked per exit.
+pub(super) fn forget_sampling(tid: i32) {
+    let _own = crate::intercept::reported();
+    let mut files = STATUS_FILES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(files) = files.as_mut() {
+        files.remove(&tid);
+    }
+}
+
 fn read_status(tid: i32) -> Option<String> {
     use std::os::unix::fs::FileExt;
     for _ in 0..2 {

@@ -34,6 +34,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// The lowest number a pin is given (above the case's sockets).
+const PIN_FD_MIN: RawFd = 512;
+
 /// A wake-up eventfd's number, and the duplicate that pins the eventfd.
 type Pins = Vec<(RawFd, OwnedFd)>;
 
@@ -53,14 +56,17 @@ pub(super) fn spawn(case: &Arc<Case>, me: usize, seed: u64) -> io::Result<()> {
         .stack_size(256 << 10)
         .spawn(move || {
             worker(c.clone(), me, seed);
-            // The probe is gone with the worker: the pins are not the
-            // case's descriptors.
+            // The probe is gone with the worker, and the pins sit at high
+            // numbers, as the scheduler's status files do: they are not
+            // the case's descriptors, and they do not take a number the
+            // case's other threads are about to be given.
+            let _own = crate::intercept::reported();
             c.ledger
                 .wake_fds()
                 .into_iter()
-                .filter(|&(t, _, _)| t == me)
-                .filter_map(|(_, fd, _)| {
-                    netfd::sys::dup_owned(fd, OwnerId::NONE)
+                .filter(|&(t, _)| t == me)
+                .filter_map(|(_, fd)| {
+                    crate::intercept::raw::dup_above(fd, PIN_FD_MIN)
                         .ok()
                         .map(|pin| (fd, pin))
                 })
@@ -92,6 +98,9 @@ pub(super) fn join_finished(case: &Case, bound: Duration) {
             *slot = Some(h);
             continue;
         }
+        if let Some(tid) = case.events.tid(t) {
+            super::events::forget_sampling(tid);
+        }
         if let Ok(pins) = h.join() {
             case.exits
                 .joined
@@ -105,6 +114,9 @@ pub(super) fn join_finished(case: &Case, bound: Duration) {
 /// After the case: a wake-up eventfd of a thread that exited must be
 /// closed.
 pub(super) fn wake_fds_left(case: &Case) {
+    // The pins' reads and closes are the harness's own, not the case's
+    // (the interposer must not take them for the target's).
+    let _own = crate::intercept::reported();
     let joined = std::mem::take(&mut *case.exits.joined.lock().unwrap_or_else(|e| e.into_inner()));
     for (t, pins) in joined {
         for (fd, pin) in pins {
