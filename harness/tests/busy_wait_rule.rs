@@ -2,9 +2,10 @@
 //! that waits sleeps until what it waits for happens. fdmutex keeps it on
 //! both wait paths and in both modes; a target whose reads poll breaks it,
 //! though every result it returns is right: one that spins on the CPU
-//! between tries (the CPU trigger), and one that sleeps only 100 µs per try
-//! (the sleeps trigger, free mode: thousands of wake-ups in one wait, little
-//! CPU).
+//! between tries (the CPU trigger), one whose tries park for 1 ms each
+//! (the laps trigger, both modes: hundreds of parks in one wait), and one
+//! that sleeps 20 µs between tries that do not park (the sleeps trigger,
+//! free mode: thousands of wake-ups in one wait, little CPU).
 
 mod polling;
 
@@ -12,7 +13,7 @@ use harness::exec::{self, CaseConfig};
 use harness::report::{Mode, ViolationKind};
 use harness::target::{NetfdTarget, Target};
 use netfd::{Variant, WaitPath};
-use polling::{waits, Polling};
+use polling::{waits, Between, Polling};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,10 +56,10 @@ fn fdmutex_sleeps_while_it_waits_on_both_wait_paths() {
 /// beside the other tests could each get less.
 static ONE_SPINNER: Mutex<()> = Mutex::new(());
 
-fn polling_is_busy(spin: Duration, says: &str, modes: &[Mode]) {
+fn polling_is_busy(between: Between, says: &str, modes: &[Mode]) {
     let _one = ONE_SPINNER.lock().unwrap_or_else(|e| e.into_inner());
     let s = waits();
-    let target: Arc<dyn Target> = Arc::new(Polling(NetfdTarget::new(Variant::FdMutex), spin));
+    let target: Arc<dyn Target> = Arc::new(Polling(NetfdTarget::new(Variant::FdMutex), between));
     for &mode in modes {
         for i in 0..3 {
             let mut cc = CaseConfig::new(mode, i);
@@ -97,15 +98,40 @@ fn polling_is_busy(spin: Duration, says: &str, modes: &[Mode]) {
 #[test]
 fn a_reader_that_spins_between_tries_is_a_busy_wait() {
     polling_is_busy(
-        Duration::from_millis(4),
+        Between::ParkThenSpin {
+            park: Duration::from_micros(100),
+            spin: Duration::from_millis(4),
+        },
         "on a CPU",
         &[Mode::Free, Mode::Controlled],
     );
 }
 
 #[test]
-fn a_reader_that_sleeps_100_us_between_tries_is_a_busy_wait() {
-    // Free mode only: in controlled mode every turn handed out wakes a
-    // thread that waits for one, so the rule does not count sleeps there.
-    polling_is_busy(Duration::ZERO, "woken", &[Mode::Free]);
+fn a_reader_that_parks_1_ms_at_a_time_is_a_busy_wait_in_both_modes() {
+    // What a poll server that fires timers early does to a correct waiter:
+    // woken, it finds nothing, tries, parks again. The count is the
+    // target's own parks, so the controlled scheduler's turns do not blur
+    // it and both modes judge it.
+    polling_is_busy(
+        Between::ParkThenSpin {
+            park: Duration::from_millis(1),
+            spin: Duration::ZERO,
+        },
+        "parked",
+        &[Mode::Free, Mode::Controlled],
+    );
+}
+
+#[test]
+fn a_reader_that_sleeps_20_us_between_tries_is_a_busy_wait() {
+    // Its tries never park (their deadline has passed), so only the
+    // thread's wake-ups show the laps. Free mode only: in controlled mode
+    // every turn handed out wakes a thread that waits for one, so the rule
+    // does not count sleeps there.
+    polling_is_busy(
+        Between::Sleep(Duration::from_micros(20)),
+        "woken",
+        &[Mode::Free],
+    );
 }

@@ -320,7 +320,10 @@ fn reports_of_every_variant_mode_and_violation_kind_validate() {
     // busy_wait.
     let spinning: Arc<dyn Target> = Arc::new(polling::Polling(
         NetfdTarget::new(Variant::FdMutex),
-        Duration::from_millis(4),
+        polling::Between::ParkThenSpin {
+            park: Duration::from_micros(100),
+            spin: Duration::from_millis(4),
+        },
     ));
     let waits = Source {
         scenario: polling::waits(),

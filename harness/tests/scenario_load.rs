@@ -408,6 +408,7 @@ fn validate_lists_every_broken_rule() {
         connections: 1,
         slots: 0,
         threads_exit: false,
+        alone: false,
         threads: vec![ThreadSpec {
             name: "a".into(),
             ops: vec![

@@ -250,6 +250,23 @@ impl FdMutex {
         (self.state.load(Ordering::Acquire) & REF_MASK) >> 3
     }
 
+    /// The lock-waiter bookkeeping of `side`: the waiters the state word
+    /// counts and the semaphore's permits nobody has taken. Once every
+    /// operation has returned both are 0: each waiter counted is handed
+    /// exactly one permit and takes it. (For tests and models: an unlock
+    /// that forgets to uncount the waiter it wakes leaves both behind, and
+    /// every later waiter of the side then wakes for nothing.)
+    pub fn waiters_left(&self, side: Side) -> (u64, u32) {
+        let (_, wait, mask) = side.bits();
+        let counted = (self.state.load(Ordering::Acquire) & mask) / wait;
+        let permits = *self
+            .sema(side)
+            .permits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        (counted, permits)
+    }
+
     fn sema(&self, side: Side) -> &Sema {
         match side {
             Side::Read => &self.rsema,

@@ -93,6 +93,12 @@ impl Sock for Production {
     fn set_deadline(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
         self.0.set_deadline(dir, deadline)
     }
+    fn waiters_left(&self, side: Dir) -> Option<(u64, u32)> {
+        Some(self.0.waiters_left(match side {
+            Dir::Read => fdmutex::Side::Read,
+            Dir::Write => fdmutex::Side::Write,
+        }))
+    }
 }
 
 use WaitPath::{Direct, Server};

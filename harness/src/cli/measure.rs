@@ -568,6 +568,11 @@ fn soak(a: SoakArgs) -> Result<i32, Failure> {
         "soak: slowest TCP dial {:?}; {} case(s) with a dial over the hang bound ({:?}) that returned within the kernel's SYN retransmissions",
         t.slowest_dial, t.slow_dials, a.hang_bound
     );
+    eprintln!(
+        "soak: the most times one op parked: {} (the busy-wait rule's laps floor is {})",
+        t.most_parks,
+        exec::busy::PARKS_FLOOR
+    );
     println!(
         "| variant | mode | seed | cases | seconds | cases/s | syscalls checked | violations |"
     );

@@ -8,6 +8,18 @@
 //! - *spinning on a CPU*: the op's thread was on a CPU for more than
 //!   [`CPU_FLOOR`] *and* for more than [`CPU_SHARE`] of the op's wall time
 //!   (a parker that returns at once, a waiter slot that reads as empty);
+//! - *parking in laps* (both modes): the op parked — gave up its thread
+//!   to wait in the target, at netfd's `BeforePark` or, for a target
+//!   without probe calls, at a blocking call the interposer sees would
+//!   block — more than [`PARKS_FLOOR`] times. A correct waiter parks once
+//!   per thing that wakes it (readiness, its deadline, a deadline moved,
+//!   Close); a poll server that fires a timer before it is due wakes the
+//!   waiter, which finds its deadline not passed, tries its syscall, gets
+//!   EAGAIN and parks again, hundreds of times in a few ms. The count is
+//!   the target's own, so the controlled scheduler's turns do not add to
+//!   it and a loaded machine only slows the laps: it does not hide them
+//!   the way it lowers CPU time (the `fire_timers` mutants were caught by
+//!   the sleeps trigger at load 1.4 and missed at load 4 before this one).
 //! - *spinning through the kernel* (free mode only): the thread went to
 //!   sleep and was woken more than [`SLEEPS_FLOOR`] times in one op (a
 //!   timer that fires before it is due, a waiter that re-checks and
@@ -25,7 +37,8 @@
 //! Protocol. The op's thread reads its own CPU clock
 //! (`CLOCK_THREAD_CPUTIME_ID`, [`thread_cpu_time`]) and its count of
 //! voluntary context switches ([`thread_sleeps`]) before and after the op,
-//! so only that thread counts (never the poll server, the peer or the
+//! and the case counts the thread's parks (`Case::parks`, bumped at every
+//! `BeforePark` the thread reaches), so only that thread counts (never the poll server, the peer or the
 //! supervisor), and every op that calls the target is judged; the
 //! harness's own ops (`open`, `sleep`, `yield`, `peer_*`) are not, nor is
 //! `rebind`, whose time is mostly the harness's own check of
@@ -50,7 +63,11 @@
 //! that happens to run it (the receiving side of loopback, softirqs of
 //! other sockets), which grows with the bytes an op moves. The mutants they were set against: a parker that returns at
 //! once used ~100% of a core for the whole wait; a poll server that fires
-//! every timer at once woke its waiter 2,800–13,000 times in a 1 s wait.
+//! every timer at once woke its waiter 2,800–13,000 times in a 1 s wait,
+//! and parked 101 times in 7 ms (`fire_timers`' `>` → `==`, free mode,
+//! server path). The most parks of one op of a correct target: 4, in
+//! 110,000 generated cases (each mode on each wait path, load 2–6) and
+//! every scenario; the floor is 25 times that.
 
 use super::events::{thread_cpu_time, thread_sleeps};
 use super::judge::{count_check, found_here, record};
@@ -58,6 +75,7 @@ use super::Case;
 use crate::report::{Mode, ViolationKind};
 use crate::scenario::Op;
 use netfd::probe::OwnerId;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// CPU time below which no op is judged busy.
@@ -77,19 +95,24 @@ pub const SLEEPS_FLOOR: u64 = 1000;
 /// once); this allows four times that.
 pub const CPU_PER_BYTE: Duration = Duration::from_nanos(25);
 
+/// Times one op may park (sleep in the target to wait for its socket).
+pub const PARKS_FLOOR: u64 = 100;
+
 /// Where the op began, for [`judge_busy_wait`].
 pub(super) struct OpClock {
     began: Instant,
     cpu: Option<Duration>,
     sleeps: Option<u64>,
+    parks: u64,
 }
 
 impl OpClock {
-    /// Read the clocks just before the op runs.
-    pub(super) fn start() -> OpClock {
+    /// Read the clocks just before case thread `me` runs an op.
+    pub(super) fn start(case: &Case, me: usize) -> OpClock {
         OpClock {
             cpu: thread_cpu_time(),
             sleeps: thread_sleeps(),
+            parks: case.parks[me].load(Ordering::Relaxed),
             began: Instant::now(),
         }
     }
@@ -106,13 +129,19 @@ pub(super) fn judge_busy_wait(case: &Case, me: usize, op: &Op, clock: OpClock) {
         .sleeps
         .zip(thread_sleeps())
         .map(|(before, after)| after.saturating_sub(before));
-    if !calls_the_target(op) || (cpu.is_none() && sleeps.is_none()) {
+    let parks = case.parks[me].load(Ordering::Relaxed) - clock.parks;
+    case.most_parks.fetch_max(parks, Ordering::Relaxed);
+    if !calls_the_target(op) {
         return;
     }
     count_check(case, ViolationKind::BusyWait);
     let wall = clock.began.elapsed();
     let (cpu_floor, sleeps_floor) = floors(op);
-    let message = if let Some(cpu) =
+    let message = if parks > PARKS_FLOOR {
+        format!(
+            "{op} ran {wall:?} and parked {parks} times (over {PARKS_FLOOR} is a spin through the kernel): each wake-up found nothing to do and it parked again; a waiting op must be woken when what it waits for happens, not to look again"
+        )
+    } else if let Some(cpu) =
         cpu.filter(|c| *c > cpu_floor && c.as_secs_f64() > CPU_SHARE * wall.as_secs_f64())
     {
         format!(

@@ -29,7 +29,8 @@
 //! [`supervise`] (waiting, teardown, hangs); this file holds the case's
 //! shared state and [`run_case`].
 
-mod busy;
+mod alone;
+pub mod busy;
 mod deadline;
 mod events;
 mod exits;
@@ -271,6 +272,11 @@ struct Case {
     finished: AtomicUsize,
     /// Per thread: parked in the kernel.
     parked: Vec<AtomicBool>,
+    /// Per thread: how many times it has parked (`BeforePark`), for the
+    /// busy-wait rule's laps trigger ([`busy`]).
+    parks: Vec<AtomicU64>,
+    /// The most times one op of the case parked.
+    most_parks: AtomicU64,
     /// Per thread: ran all its ops.
     done: Vec<AtomicBool>,
     /// Per thread: (op index, started) of the op in progress.
@@ -311,6 +317,7 @@ pub fn run_case(
     scenario: &Scenario,
     cfg: &CaseConfig,
 ) -> Result<CaseOutcome, SetupError> {
+    let _hold = alone::enter(scenario.alone);
     let case_started = Instant::now();
     let mut timings = CaseTimings::default();
     let threads = scenario.threads.len();
@@ -358,6 +365,8 @@ pub fn run_case(
         thread_names: scenario.threads.iter().map(|t| t.name.clone()).collect(),
         finished: AtomicUsize::new(0),
         parked: (0..threads).map(|_| AtomicBool::new(false)).collect(),
+        parks: (0..threads).map(|_| AtomicU64::new(0)).collect(),
+        most_parks: AtomicU64::new(0),
         done: (0..threads).map(|_| AtomicBool::new(false)).collect(),
         current_op: (0..threads).map(|_| Mutex::new(None)).collect(),
         last_event: AtomicU64::new(0),
@@ -462,6 +471,7 @@ pub fn run_case(
             .load(std::sync::atomic::Ordering::Relaxed),
     );
     timings.slow_dials = u64::from(timings.slowest_dial > cfg.hang_bound);
+    timings.most_parks = case.most_parks.load(std::sync::atomic::Ordering::Relaxed);
     timings.finish = finish_started.elapsed();
     Ok(CaseOutcome {
         found,

@@ -70,7 +70,10 @@ impl CaseProbe {
         }
         let parked = &self.case.parked[self.thread];
         match point {
-            SyncPoint::BeforePark => parked.store(true, Ordering::Release),
+            SyncPoint::BeforePark => {
+                parked.store(true, Ordering::Release);
+                self.case.parks[self.thread].fetch_add(1, Ordering::Relaxed);
+            }
             SyncPoint::AfterWake => parked.store(false, Ordering::Release),
             _ => {}
         }
@@ -140,7 +143,7 @@ pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
             .unwrap_or_else(|e| e.into_inner()) = Some((i, Instant::now()));
         case.ledger
             .note(me, OwnerId::NONE, format!("op {op}"), None);
-        let clock = super::busy::OpClock::start();
+        let clock = super::busy::OpClock::start(&case, me);
         run_op(&case, me, op);
         super::busy::judge_busy_wait(&case, me, op, clock);
         let now = case.epoch.elapsed().as_micros() as u64;

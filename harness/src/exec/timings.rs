@@ -49,6 +49,8 @@ pub struct CaseTimings {
     /// the slowest TCP dial of all.
     pub slow_dials: u64,
     pub slowest_dial: Duration,
+    /// The most times one op parked (slept in the target to wait).
+    pub most_parks: u64,
 }
 
 impl CaseTimings {
@@ -74,5 +76,6 @@ impl AddAssign for CaseTimings {
         self.stall_wait += o.stall_wait;
         self.slow_dials += o.slow_dials;
         self.slowest_dial = self.slowest_dial.max(o.slowest_dial);
+        self.most_parks = self.most_parks.max(o.most_parks);
     }
 }

@@ -590,6 +590,7 @@ pub fn normalize(raw: &RawCase) -> GenCase {
         slots: l.slots.len(),
         schedule: None,
         threads_exit: (raw.seed >> 8) % THREADS_EXIT_ONE_IN == 0,
+        alone: false,
         expect: Some(
             "Every op completes or returns the closed error; no syscall reaches a released or reused number."
                 .to_owned(),

@@ -89,6 +89,12 @@ pub struct Scenario {
     /// then signals, a wake-up eventfd not closed) becomes visible.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub threads_exit: bool,
+    /// The case runs with no other case of its process in flight, so the
+    /// poll server (one per process) sees only its sockets and timers: a
+    /// server that fails to wake itself is not woken on time by a
+    /// neighbour's events (`exec::alone`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alone: bool,
 }
 
 /// The transport of every socket in a scenario.

@@ -32,16 +32,28 @@ pub const WAITS: &str = r#"{
   "expect": "The first read times out at its deadline, the second returns the closed error; the thread is on a CPU for neither wait."
 }"#;
 
-/// A target whose reads poll: each try has a deadline 100 µs ahead, and
-/// after a try that found nothing the thread spins on the CPU for `.1`
-/// (maybe zero) before the next, until bytes, the closed error or the
-/// caller's own deadline.
-pub struct Polling(pub NetfdTarget, pub Duration);
+/// A target whose reads poll until bytes, the closed error or the caller's
+/// own deadline, waiting between tries as `.1` says.
+pub struct Polling(pub NetfdTarget, pub Between);
+
+/// How a [`Polling`] read waits between two tries that found nothing.
+#[derive(Clone, Copy)]
+#[allow(dead_code)] // each test binary that shares this module uses some
+pub enum Between {
+    /// Each try parks in the inner socket with a deadline `park` ahead;
+    /// after it times out the thread spins on the CPU for `spin` (maybe
+    /// zero: then the read parks in laps, once per `park`).
+    ParkThenSpin { park: Duration, spin: Duration },
+    /// Each try has a deadline already passed, so it returns at once without
+    /// parking; the thread then sleeps for the duration (`thread::sleep`:
+    /// woken thousands of times a second, parked never).
+    Sleep(Duration),
+}
 
 struct PollingConn {
     inner: Box<dyn Conn>,
     read_deadline: Mutex<Option<Instant>>,
-    spin: Duration,
+    between: Between,
 }
 
 impl Conn for PollingConn {
@@ -57,15 +69,21 @@ impl Conn for PollingConn {
                 self.inner.set_deadline(Direction::Read, Some(d))?;
                 return self.inner.read(buf);
             }
-            self.inner
-                .set_deadline(Direction::Read, Some(now + Duration::from_micros(100)))?;
+            let try_until = match self.between {
+                Between::ParkThenSpin { park, .. } => now + park,
+                Between::Sleep(_) => now,
+            };
+            self.inner.set_deadline(Direction::Read, Some(try_until))?;
             match self.inner.read(buf) {
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    let until = Instant::now() + self.spin;
-                    while Instant::now() < until {
-                        std::hint::spin_loop();
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => match self.between {
+                    Between::ParkThenSpin { spin, .. } => {
+                        let until = Instant::now() + spin;
+                        while Instant::now() < until {
+                            std::hint::spin_loop();
+                        }
                     }
-                }
+                    Between::Sleep(d) => std::thread::sleep(d),
+                },
                 r => return r,
             }
         }
@@ -98,7 +116,7 @@ impl Target for Polling {
         Ok(Box::new(PollingConn {
             inner: self.0.dial(addr)?,
             read_deadline: Mutex::new(None),
-            spin: self.1,
+            between: self.1,
         }))
     }
     fn bind_datagram(&self, _local: SocketAddr, _peer: SocketAddr) -> io::Result<Box<dyn Conn>> {

@@ -34,6 +34,29 @@ pub trait Sock: Send + Sync + Sized + 'static {
     fn accept(&self, new_owner: OwnerId) -> io::Result<RawFd>;
     fn close(&self) -> io::Result<()>;
     fn set_deadline(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<()>;
+    /// The lock waiters of side `side` (reads or writes) still counted and the lock's wake-up
+    /// permits nobody took, for a protocol that keeps them (production's
+    /// fdmutex); `None` for one that does not. Both must be 0 once every
+    /// operation has returned.
+    fn waiters_left(&self, _side: Dir) -> Option<(u64, u32)> {
+        None
+    }
+}
+
+/// Once both ops of `side` have returned, no waiter is still counted and no
+/// wake-up permit is left over: an unlock that hands the lock on must
+/// uncount the waiter it wakes, or every later waiter of the side wakes for
+/// nothing (and loops).
+fn assert_lock_idle<S: Sock>(s: &S, side: Dir, what: &str) {
+    if let Some(left) = s.waiters_left(side) {
+        assert_eq!(
+            left,
+            (0, 0),
+            "netfd-loom: after {what} returned, the {side:?} lock still counts waiters / holds \
+             wake-up permits (waiters, permits): the unlock that handed the lock on did not \
+             uncount its waiter"
+        );
+    }
 }
 
 /// What a model fails on.
@@ -351,6 +374,7 @@ pub fn two_readers_hand_off_then_close<S: Sock>(path: WaitPath) {
             ),
         }
     }
+    assert_lock_idle(&*s, Dir::Read, "two reads");
     close(&*s, fd).expect("close");
     finish(s);
 }
@@ -368,6 +392,7 @@ pub fn two_writers_hand_off_then_close<S: Sock>(path: WaitPath) {
             }
         }
     }
+    assert_lock_idle(&*s, Dir::Write, "two writes");
     close(&*s, fd).expect("close");
     finish(s);
 }
