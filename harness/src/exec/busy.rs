@@ -38,8 +38,8 @@
 //! (`CLOCK_THREAD_CPUTIME_ID`, [`thread_cpu_time`]) and its count of
 //! voluntary context switches ([`thread_sleeps`]) before and after the op,
 //! and the case counts the thread's parks (`Case::parks`, bumped at every
-//! `BeforePark` the thread reaches), so only that thread counts (never the poll server, the peer or the
-//! supervisor), and every op that calls the target is judged; the
+//! `BeforePark` the thread reaches), so only that thread counts (never
+//! the poll server, the peer or the supervisor), and every op that calls the target is judged; the
 //! harness's own ops (`open`, `sleep`, `yield`, `peer_*`) are not, nor is
 //! `rebind`, whose time is mostly the harness's own check of
 //! `/proc/net/tcp` for the closed listener (tens of ms with many sockets in
