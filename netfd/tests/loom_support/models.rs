@@ -34,10 +34,10 @@ pub trait Sock: Send + Sync + Sized + 'static {
     fn accept(&self, new_owner: OwnerId) -> io::Result<RawFd>;
     fn close(&self) -> io::Result<()>;
     fn set_deadline(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<()>;
-    /// The lock waiters of side `side` (reads or writes) still counted and the lock's wake-up
-    /// permits nobody took, for a protocol that keeps them (production's
-    /// fdmutex); `None` for one that does not. Both must be 0 once every
-    /// operation has returned.
+    /// The lock waiters of `side` (reads or writes) still counted and the
+    /// lock's wake-up permits nobody took, for a protocol that keeps them
+    /// (production's fdmutex); `None` for one that does not. Both must be 0
+    /// once every operation has returned.
     fn waiters_left(&self, _side: Dir) -> Option<(u64, u32)> {
         None
     }
