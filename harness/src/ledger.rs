@@ -525,6 +525,14 @@ impl Ledger {
         self.lock().owners.get(&owner).and_then(|r| r.identity)
     }
 
+    /// `owner`'s number and the kernel's identity of its socket, while the
+    /// ledger has not seen it released.
+    pub fn open_number(&self, owner: OwnerId) -> Option<(RawFd, Option<(u64, u64)>)> {
+        let st = self.lock();
+        let rec = st.owners.get(&owner)?;
+        (!rec.released).then_some((rec.fd, rec.identity))
+    }
+
     /// Whether `owner` is known and released.
     pub fn is_released(&self, owner: OwnerId) -> Option<bool> {
         self.lock().owners.get(&owner).map(|r| r.released)

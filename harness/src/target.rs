@@ -262,7 +262,9 @@ impl NetfdTarget {
 enum NetfdConn {
     Tcp(netfd::TcpStream),
     Unix(netfd::UnixStream),
-    Udp(netfd::UdpSocket, SocketAddr),
+    /// Connected to its peer, so that the kernel reports the peer's
+    /// ICMP errors (a closed port) on it, as on any connected UDP socket.
+    Udp(netfd::UdpSocket),
     UnixDatagram(netfd::UnixDatagram),
     Seqpacket(netfd::unix::UnixSeqpacket),
 }
@@ -279,7 +281,7 @@ macro_rules! each {
         match $v {
             NetfdConn::Tcp($s) => $e,
             NetfdConn::Unix($s) => $e,
-            NetfdConn::Udp($s, _) => $e,
+            NetfdConn::Udp($s) => $e,
             NetfdConn::UnixDatagram($s) => $e,
             NetfdConn::Seqpacket($s) => $e,
         }
@@ -295,7 +297,7 @@ impl Conn for NetfdConn {
         match self {
             NetfdConn::Tcp(s) => (&*s).read(buf),
             NetfdConn::Unix(s) => (&*s).read(buf),
-            NetfdConn::Udp(s, _) => s.recv_from(buf).map(|(n, _)| n),
+            NetfdConn::Udp(s) => s.recv_from(buf).map(|(n, _)| n),
             // recvfrom(2), as UDP's; the socket is connected, so only its
             // peer's datagrams arrive.
             NetfdConn::UnixDatagram(s) => s.recv_from(buf).map(|(n, _)| n),
@@ -308,7 +310,7 @@ impl Conn for NetfdConn {
         match self {
             NetfdConn::Tcp(s) => (&*s).write(buf),
             NetfdConn::Unix(s) => (&*s).write(buf),
-            NetfdConn::Udp(s, peer) => s.send_to(buf, *peer),
+            NetfdConn::Udp(s) => s.send(buf),
             NetfdConn::UnixDatagram(s) => s.send(buf),
             NetfdConn::Seqpacket(s) => s.send(buf),
         }
@@ -327,7 +329,7 @@ impl Conn for NetfdConn {
         match self {
             NetfdConn::Tcp(s) => s.local_addr().map(Some),
             NetfdConn::Unix(_) => Ok(None),
-            NetfdConn::Udp(s, _) => s.local_addr().map(Some),
+            NetfdConn::Udp(s) => s.local_addr().map(Some),
             NetfdConn::UnixDatagram(_) | NetfdConn::Seqpacket(_) => Ok(None),
         }
     }
@@ -406,7 +408,8 @@ impl Target for NetfdTarget {
     }
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
         let s = netfd::UdpSocket::bind_with(local, self.options)?;
-        Ok(Box::new(NetfdConn::Udp(s, peer)))
+        s.connect(peer)?;
+        Ok(Box::new(NetfdConn::Udp(s)))
     }
     fn bind_unix_datagram(&self, local: &Path, peer: &Path) -> io::Result<Box<dyn Conn>> {
         let s = netfd::UnixDatagram::bind_with(local, self.options)?;

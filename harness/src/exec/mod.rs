@@ -180,6 +180,13 @@ struct ConnSlot {
     /// Each peer_write that succeeded: when it began, and when it returned
     /// (its bytes are then waiting for `peered_socket`).
     peer_writes: Mutex<Vec<(Instant, Instant)>>,
+    /// Each local Write/WriteTo, failed or not: when it began and returned
+    /// (a send takes a pending socket error, see `wakeup.rs`).
+    local_sends: Mutex<Vec<(Instant, Instant)>>,
+    /// Reads the supervisor saw running with an error pending on the
+    /// socket: when the read began (its `current_op` stamp) and when the
+    /// error was first seen.
+    errors_seen: Mutex<Vec<(Instant, Instant)>>,
     /// Sockets a dial or accept pushed out of this slot. Weak, so that one
     /// nobody holds is dropped as before (a target's Drop is exercised);
     /// one an op still holds (parked in a read on it) is closed by the
@@ -205,6 +212,13 @@ impl ConnSlot {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Instant::now());
+    }
+
+    fn note_local_send(&self, began: Instant) {
+        self.local_sends
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((began, Instant::now()));
     }
 
     fn note_peer_write(&self, began: Instant) {

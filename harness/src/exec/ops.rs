@@ -173,6 +173,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             super::deadline::judge_late(case, me, op, conn, &c, 0, started, ended);
             super::deadline::judge_ignored(case, me, op, conn, &c, 0, started, ended, r.is_ok());
             super::wakeup::judge_late_wakeup(case, me, op, conn, &c, started, ended);
+            super::wakeup::judge_error_wakeup(case, me, op, conn, &c, ended);
             match r {
                 Ok(n) => check_bytes(case, me, op, conn, c.owner(), &buf[..n]),
                 Err(e) => judge_error(case, me, op, conn, &*c, Some((0, started)), &e),
@@ -183,6 +184,7 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             let buf = vec![case.tags.sent_by_local(conn); bytes.max(1)];
             let r = c.write(&buf);
             let ended = Instant::now();
+            case.conns[conn].note_local_send(started);
             super::deadline::judge_late(case, me, op, conn, &c, 1, started, ended);
             super::deadline::judge_ignored(case, me, op, conn, &c, 1, started, ended, r.is_ok());
             if let Err(e) = r {

@@ -88,8 +88,11 @@ pub(super) fn supervise(
         // Likewise a read whose peer's bytes just arrived: it must come back
         // by itself within the wake-up tolerance (see `wakeup.rs`); and a
         // peer taking in a parked write's bytes, which must see more of
-        // them within it.
-        if super::deadline::overdue_op_running(case)
+        // them within it; or a read with an error pending on its socket.
+        // Sampled on every pass, so that a sighting is never put off.
+        let error_pending = super::wakeup::error_pending(case);
+        if error_pending
+            || super::deadline::overdue_op_running(case)
             || super::wakeup::wakeup_pending(case)
             || case.peer_reads.load(Ordering::Acquire) > 0
         {

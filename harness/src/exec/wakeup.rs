@@ -53,6 +53,29 @@
 //! correct target (it gets all of it), so a scenario asks for exactly the
 //! write's size.
 //!
+//! **The error side** (same rule and kind): a socket error ends a parked
+//! read as bytes do. The case: a connected UDP socket whose peer's port
+//! is closed; a local send draws an ICMP port unreachable, the kernel sets
+//! the socket's error (ECONNREFUSED) and reports it as EPOLLERR/POLLERR
+//! alone, with no EPOLLIN, and the next receive returns it. A poll server
+//! that wakes readers on EPOLLIN only leaves such a read parked. The
+//! witness is the kernel's: while a read runs on a udp4/udp6 connection
+//! that one scenario thread reads, the supervisor polls the socket for
+//! POLLERR ([`error_pending`]; polling does not take the error). The
+//! number comes from the ledger and is trusted only if the connection's
+//! Close has not begun and the socket's identity (device, inode) is the
+//! ledger's before and after the poll, so a number the kernel gave to
+//! another socket meanwhile is never polled as this one. The read is
+//! late if it returns more than the tolerance after the first sighting,
+//! unless a Close of the connection began by then, or a local send on the
+//! connection ran at or after the sighting and before the read returned:
+//! a send takes the pending error too, and the read is then right to stay
+//! parked. A sighting is only possible with the error pending, so an ICMP
+//! error the kernel never sent (its global rate limit) judges nothing;
+//! a correct target's read takes the error within microseconds, so it is
+//! rarely sighted at all, and never judged late. The supervisor keeps a
+//! case running for the tolerance after a sighting, as for bytes.
+//!
 //! The tolerance is the late-deadline rule's, for the same reason: a woken
 //! thread on a loaded 2-core machine may wait tens of ms for a CPU, and in
 //! controlled mode for its turn as well; a correct target's reader is back
@@ -61,6 +84,7 @@
 use super::deadline::TOLERANCE;
 use super::judge::{count_check, found_here, record};
 use super::Case;
+use crate::intercept::raw;
 use crate::report::ViolationKind;
 use crate::scenario::{Op, Transport};
 use crate::target::Conn;
@@ -171,6 +195,130 @@ pub(super) fn wakeup_pending(case: &Case) -> bool {
             && bytes_arrived(case, io.conn, &io.socket, io.started)
                 .is_some_and(|at| now < at + window)
     })
+}
+
+/// Look for a pending error on every running read the error side judges,
+/// noting the first sighting of each; whether one was sighted less than
+/// [`TOLERANCE`] (plus a margin) ago and its read still runs: the
+/// supervisor then keeps the case running (see the module docs).
+pub(super) fn error_pending(case: &Case) -> bool {
+    if !matches!(case.scenario.transport, Transport::Udp4 | Transport::Udp6) {
+        return false;
+    }
+    let window = TOLERANCE + Duration::from_millis(100);
+    let mut pending = false;
+    for io in super::io_in_progress(case) {
+        if io.dir != 0
+            || !read_by_one_thread(case, io.conn)
+            || !is_peered(case, io.conn, &io.socket)
+        {
+            continue;
+        }
+        let slot = &case.conns[io.conn];
+        let seen = match error_seen(case, io.conn, io.started) {
+            Some(at) => Some(at),
+            None if socket_error_pending(case, io.conn, &io.socket) => {
+                let now = Instant::now();
+                slot.errors_seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((io.started, now));
+                Some(now)
+            }
+            None => None,
+        };
+        pending |= seen.is_some_and(|at| Instant::now() < at + window);
+    }
+    pending
+}
+
+/// When the supervisor first saw an error pending while the read of
+/// connection `conn` stamped `started` ran.
+fn error_seen(case: &Case, conn: usize, started: Instant) -> Option<Instant> {
+    case.conns[conn]
+        .errors_seen
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|&&(read, _)| read == started)
+        .map(|&(_, seen)| seen)
+}
+
+/// Whether `socket` (connection `conn`, not closed) has an error pending,
+/// polled on its number only while that number is known to be it.
+fn socket_error_pending(case: &Case, conn: usize, socket: &Arc<dyn Conn>) -> bool {
+    let slot = &case.conns[conn];
+    if slot.closed.load(Ordering::Acquire) {
+        return false;
+    }
+    let Some((fd, Some(identity))) = case.ledger.open_number(socket.owner()) else {
+        return false;
+    };
+    if netfd::sys::file_identity(fd) != Some(identity) {
+        return false;
+    }
+    let pending = raw::error_pending(fd);
+    // A Close that began after the first check may have freed the number
+    // before the poll; the identity check after it catches a reuse.
+    pending
+        && netfd::sys::file_identity(fd) == Some(identity)
+        && !slot.closed.load(Ordering::Acquire)
+}
+
+/// Judge the error side for the read on `conn`, on `socket`, that case
+/// thread `me` is finishing at `end` (its `current_op` stamp is still set).
+pub(super) fn judge_error_wakeup(
+    case: &Case,
+    me: usize,
+    op: &Op,
+    conn: usize,
+    socket: &Arc<dyn Conn>,
+    end: Instant,
+) {
+    let Some((_, started)) = *case.current_op[me]
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+    else {
+        return;
+    };
+    let Some(seen) = error_seen(case, conn, started) else {
+        return;
+    };
+    count_check(case, ViolationKind::LateWakeup);
+    let limit = seen + TOLERANCE;
+    if end <= limit {
+        return;
+    }
+    let slot = &case.conns[conn];
+    let closed_at = *slot.closed_at.lock().unwrap_or_else(|e| e.into_inner());
+    if closed_at.is_some_and(|t| t <= limit) {
+        return;
+    }
+    let sent_since = slot
+        .local_sends
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|&(began, returned)| returned >= seen && began <= end);
+    let sending = super::io_in_progress(case).any(|io| io.dir == 1 && io.conn == conn);
+    if sent_since || sending {
+        return;
+    }
+    record(
+        case,
+        found_here(
+            case,
+            me,
+            ViolationKind::LateWakeup,
+            op,
+            socket.owner(),
+            format!(
+                "{op} was running when an error was pending on its socket ({:?} into the op) and returned {:?} after it was seen, more than the {TOLERANCE:?} allowed, with no Close or send before: the error did not wake it",
+                seen.saturating_duration_since(started),
+                end.saturating_duration_since(seen)
+            ),
+        ),
+    );
 }
 
 /// Whether a Write/WriteTo on `conn`, on the socket its peer is connected

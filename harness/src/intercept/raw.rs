@@ -24,6 +24,19 @@ pub fn would_block(fd: RawFd, events: i16) -> bool {
     if flags < 0 || flags & i64::from(libc::O_NONBLOCK) != 0 {
         return false;
     }
+    poll_now(fd, events) == Some(0)
+}
+
+/// Whether `fd` has an error pending (a zero-timeout ppoll reports
+/// POLLERR): the error its next send or receive will return. Polling does
+/// not take the error, and a raw call is not seen by the interposer.
+pub fn error_pending(fd: RawFd) -> bool {
+    poll_now(fd, 0).is_some_and(|revents| revents & libc::POLLERR != 0)
+}
+
+/// A zero-timeout ppoll of `fd` for `events`: its `revents` (0 when
+/// nothing is ready), or `None` if the call failed.
+fn poll_now(fd: RawFd, events: i16) -> Option<i16> {
     let mut p = libc::pollfd {
         fd,
         events,
@@ -44,7 +57,7 @@ pub fn would_block(fd: RawFd, events: i16) -> bool {
             8,
         )
     };
-    n == 0
+    (n >= 0).then_some(p.revents)
 }
 
 /// Whether a zero-timeout ppoll over the `n` pollfds at `fds` finds none
