@@ -81,10 +81,9 @@ pub(super) fn judge_late(
     if end <= limit {
         return;
     }
-    let closed_at = *slot.closed_at.lock().unwrap_or_else(|e| e.into_inner());
     let peer_events = slot.peer_events.lock().unwrap_or_else(|e| e.into_inner());
-    let excused = closed_at.is_some_and(|t| t <= limit)
-        || peer_events.iter().any(|&t| t >= start && t <= limit);
+    let excused =
+        slot.close_began_by(limit) || peer_events.iter().any(|&t| t >= start && t <= limit);
     if excused {
         return;
     }

@@ -214,6 +214,14 @@ impl ConnSlot {
             .push(Instant::now());
     }
 
+    /// Whether the first Close of this connection (`closed_at`) began by `t`.
+    fn close_began_by(&self, t: Instant) -> bool {
+        self.closed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|c| c <= t)
+    }
+
     fn note_local_send(&self, began: Instant) {
         self.local_sends
             .lock()

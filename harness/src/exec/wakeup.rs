@@ -113,11 +113,7 @@ pub(super) fn judge_late_wakeup(
     if end <= limit {
         return;
     }
-    let closed_at = *case.conns[conn]
-        .closed_at
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if closed_at.is_some_and(|t| t <= limit) {
+    if case.conns[conn].close_began_by(limit) {
         return;
     }
     record(
@@ -290,8 +286,7 @@ pub(super) fn judge_error_wakeup(
         return;
     }
     let slot = &case.conns[conn];
-    let closed_at = *slot.closed_at.lock().unwrap_or_else(|e| e.into_inner());
-    if closed_at.is_some_and(|t| t <= limit) {
+    if slot.close_began_by(limit) {
         return;
     }
     let sent_since = slot
@@ -338,11 +333,7 @@ pub(super) fn write_running(case: &Case, conn: usize) -> bool {
 /// nothing for the tolerance.
 pub(super) fn judge_stalled_write(case: &Case, me: usize, op: &Op, conn: usize, since: Instant) {
     let now = Instant::now();
-    let closed_at = *case.conns[conn]
-        .closed_at
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if closed_at.is_some_and(|t| t <= now) {
+    if case.conns[conn].close_began_by(now) {
         return;
     }
     let parked = super::io_in_progress(case).find(|io| {
