@@ -17,6 +17,8 @@
 //! - [`measure`]: measurements of the harness itself (throughput, where
 //!   a case's time goes).
 //! - [`run`]: runs scenario files and generated cases into a report.
+//! - [`worker`]: cases in worker processes, each in a descriptor table of
+//!   its own, so a case's stray calls reach only that case.
 //! - [`report`]: the run report (`reports/schema.json`, `reports/README.md`),
 //!   atomic writing, shard merging, JUnit XML, the terminal summary.
 
@@ -30,3 +32,4 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod target;
+pub mod worker;

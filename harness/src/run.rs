@@ -18,6 +18,7 @@ use crate::gen::{self, GenConfig, GenFailure};
 use crate::report::{self, Mode, Report, ScenarioReport, ShardRef, Violation, ViolationKind};
 use crate::scenario::Scenario;
 use crate::target::Target;
+use crate::worker::{self, Workers};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,6 +56,29 @@ pub struct RunConfig {
     /// scenario usually hangs the next: continuing costs a hang bound per
     /// scenario while the left-behind threads take the CPU.
     pub fail_fast: bool,
+    /// Worker processes to run the cases in, one case at a time each
+    /// ([`crate::worker`]); `None`: in this process, beside each other.
+    pub workers: Option<Arc<Workers>>,
+}
+
+impl RunConfig {
+    /// A run of `mode` from `seed` with the defaults of `harness run`: 400
+    /// cases per scenario, 30 s, hang bound 1 s, jobs sized to the machine,
+    /// no case directory, in this process.
+    pub fn new(mode: Mode, seed: u64) -> RunConfig {
+        RunConfig {
+            mode,
+            seed,
+            cases: 400,
+            budget: Duration::from_secs(30),
+            case_dir: None,
+            hang_bound: Duration::from_secs(1),
+            jobs: 0,
+            shard: None,
+            fail_fast: false,
+            workers: None,
+        }
+    }
 }
 
 /// The flags a replay command needs beyond `--variant` to run the case the
@@ -201,6 +225,7 @@ pub fn run_generated_family(
         fail_on: Vec::new(),
         pct: false,
         jobs: cfg.jobs,
+        workers: cfg.workers.clone(),
     };
     let on_case = |i: u64| progress(GENERATED, i);
     let run = gen::run_generated(target.clone(), &gc, &on_case)
@@ -305,7 +330,7 @@ pub fn run_scenario(
         if let Some(s) = &src.scenario.schedule {
             cc.schedule = s.clone();
         }
-        let r = exec::run_case(target.clone(), &src.scenario, &cc);
+        let r = worker::run_case(cfg.workers.as_deref(), &target, &src.scenario, &cc);
         progress(&src.scenario.name, case as u64);
         r
     };
@@ -315,14 +340,16 @@ pub fn run_scenario(
     let jobs = parallel::jobs(cfg.jobs);
     let outcomes = parallel::run_ordered(jobs, cases, &more, &job, &stop_after);
     for (case, outcome) in outcomes.into_iter().enumerate() {
-        // Run beside others, a case that could not be set up, or that
-        // failed, runs again alone: a historical variant's stale call can
-        // reach a neighbour's socket, and a saved case must be the case's
-        // own interleaving. A failure that does not repeat alone is kept
-        // as it was found (it is still the target's).
+        // Run beside others in this process, a case that could not be set
+        // up, or that failed, runs again alone: a historical variant's
+        // stale call can reach a neighbour's socket, and a saved case must
+        // be the case's own interleaving. A failure that does not repeat
+        // alone is kept as it was found (it is still the target's). In
+        // worker processes every case already ran alone.
+        let beside_others = jobs > 1 && cfg.workers.is_none();
         let outcome = match outcome {
-            Err(_) if jobs > 1 => job(case),
-            Ok(o) if jobs > 1 && !o.found.is_empty() && !o.hung => match job(case) {
+            Err(_) if beside_others => job(case),
+            Ok(o) if beside_others && !o.found.is_empty() && !o.hung => match job(case) {
                 Ok(alone) if !alone.found.is_empty() => Ok(alone),
                 _ => Ok(o),
             },

@@ -216,6 +216,7 @@ fn run_against(guarded: bool, mode: Mode) -> harness::report::Report {
         jobs: 0,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     let target: Arc<dyn Target> = Arc::new(AtomicFdTarget { guarded });
     let sources = [Source {

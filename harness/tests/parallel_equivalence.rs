@@ -54,6 +54,7 @@ fn run_with(variant: Variant, jobs: usize, cases: u64, generated: u64) -> Report
         jobs,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     let target: Arc<dyn Target> = Arc::new(NetfdTarget::new(variant));
     let plan = GenPlan::new(generated);

@@ -58,6 +58,7 @@ fn run_and_write(
         jobs: 1,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     let report = run::run(target, sources, &cfg, &|_, _| {}).expect("run");
     let path = report.write_atomic(dir).expect("write");

@@ -77,6 +77,7 @@ fn a_setup_that_never_returns_is_a_hang_and_the_run_ends() {
         jobs: 1,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     let started = Instant::now();
     // On a thread, so that a harness that hangs in setup fails this test

@@ -70,6 +70,7 @@ fn run_late(delay: Duration) -> Report {
         jobs: 1,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     let report = run::run(target, &sources, &cfg, &|_, _| {}).expect("run");
     // Let a dial still waiting go, so no thread outlives the test.

@@ -152,6 +152,7 @@ fn run_with(plant: Plant, threads_exit: bool, mode: Mode, wait: WaitPath) -> Rep
         jobs: 0,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     run::run(target, &sources, &cfg, &|_, _| {}).expect("run")
 }

@@ -143,6 +143,7 @@ fn run_twin(text: &str, mode: Mode, cases: u64) -> Report {
         jobs: 0,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     let target: Arc<dyn Target> = Arc::new(RawTarget { guarded: true });
     let sources = [Source {
@@ -218,6 +219,7 @@ fn std_net_with_shutdown_to_cancel_never_reuses_a_number_but_leaks_it() {
         jobs: 0,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     let target: Arc<dyn Target> = Arc::new(harness::target::StdNetTarget);
     let report = run::run(target, &sources, &cfg, &|_, _| {}).expect("run");

@@ -35,6 +35,7 @@ fn the_racy_wrapper_is_caught_as_fd_reuse_with_inode_evidence() {
         jobs: 1,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     let target: Arc<dyn Target> = Arc::new(RawTarget { guarded: false });
     let sources = [Source {

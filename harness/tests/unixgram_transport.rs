@@ -216,6 +216,7 @@ fn a_target_without_unix_datagram_sockets_says_so() {
         jobs: 1,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     let e = match run::run(Arc::new(t), &sources[..1], &cfg, &|_, _| {}) {
         Ok(_) => panic!("the run set a unixgram case up without Unix datagram sockets"),

@@ -208,6 +208,7 @@ fn a_target_without_seqpacket_sockets_says_so() {
         jobs: 1,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     let err = run::run(Arc::new(StdNetTarget), one, &cfg, &|_, _| {})
         .map(|r| r.summary.cases)

@@ -48,6 +48,7 @@ fn run_all(target: Arc<dyn Target>, mode: Mode, cases: u64) -> harness::report::
         jobs: 0,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     run::run(target, &shipped(), &cfg, &|_, _| {}).expect("run")
 }
@@ -206,6 +207,7 @@ fn fdmutex_writes_on_when_the_peer_frees_space_on_both_wait_paths() {
                 jobs: 0,
                 shard: None,
                 fail_fast: false,
+                workers: None,
             };
             let report = run::run(target, &write_side(), &cfg, &|_, _| {}).expect("run");
             for s in &report.scenarios {

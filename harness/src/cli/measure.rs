@@ -92,10 +92,21 @@ pub struct ThroughputArgs {
     pub seed: u64,
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pub hang_bound: Duration,
-    /// Cases run at once, a comma-separated list to compare (0: twice the
-    /// cores; 1: one after another).
+    /// Cases run at once, a comma-separated list to compare (0: four per
+    /// core; 1: one after another).
     #[arg(long, value_delimiter = ',', default_value = "1,0")]
     pub jobs: Vec<usize>,
+    /// Where cases run, a comma-separated list to compare: `process`
+    /// (worker processes, as `harness run` does) or `thread` (threads of
+    /// this process, `--in-process`).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "process,thread")]
+    pub isolation: Vec<Isolation>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Isolation {
+    Process,
+    Thread,
 }
 
 #[derive(Args, Debug)]
@@ -192,6 +203,10 @@ pub struct SoakArgs {
     /// Wait path (default: the variant's usual one).
     #[arg(long, value_enum, value_name = "PATH")]
     pub wait: Option<super::ReplayWaitArg>,
+    /// Run the cases as threads of this process instead of in a worker
+    /// process (as `harness run --in-process`).
+    #[arg(long)]
+    pub in_process: bool,
 }
 
 pub fn cmd_measure(a: MeasureArgs) -> Result<i32, Failure> {
@@ -283,19 +298,23 @@ fn throughput(a: ThroughputArgs) -> Result<i32, Failure> {
     let mut rows = Vec::new();
     // Alternate the settings round by round, so a change in the machine's
     // load hits all of them alike.
+    let netfd_target = NetfdTarget::new(a.variant);
     for mode in a.mode.list() {
         for &jobs in &a.jobs {
-            let mut cfg = GenConfig::new(mode, a.seed, a.cases);
-            cfg.hang_bound = a.hang_bound;
-            cfg.jobs = jobs;
-            let t = measure::throughput(target(a.variant), &cfg)
-                .map_err(|e| Failure::harness(e.to_string()))?;
-            rows.push((exec::parallel::jobs(jobs), t));
+            for &isolation in &a.isolation {
+                let mut cfg = GenConfig::new(mode, a.seed, a.cases);
+                cfg.hang_bound = a.hang_bound;
+                cfg.jobs = jobs;
+                cfg.workers = super::workers_for(&netfd_target, isolation == Isolation::Thread)?;
+                let t = measure::throughput(target(a.variant), cfg)
+                    .map_err(|e| Failure::harness(e.to_string()))?;
+                rows.push((exec::parallel::jobs(jobs), isolation, t));
+            }
         }
     }
-    println!("| variant | mode | jobs | cases | seconds | cases/s | CPU % of {cores} cores | syscalls/case | failing |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---|");
-    for (jobs, t) in &rows {
+    println!("| variant | mode | jobs | isolation | cases | seconds | cases/s | CPU % of {cores} cores | syscalls/case | failing |");
+    println!("|---|---|---:|---|---:|---:|---:|---:|---:|---|");
+    for (jobs, isolation, t) in &rows {
         let failing = match &t.failing {
             Some((case, kinds)) => {
                 let k: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
@@ -304,7 +323,7 @@ fn throughput(a: ThroughputArgs) -> Result<i32, Failure> {
             None => "none".to_owned(),
         };
         println!(
-            "| {} | {} | {jobs} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {failing} |",
+            "| {} | {} | {jobs} | {isolation:?} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {failing} |",
             a.variant,
             t.mode,
             t.cases,
@@ -318,10 +337,10 @@ fn throughput(a: ThroughputArgs) -> Result<i32, Failure> {
     println!("Per case, milliseconds (↳: inside the phase above it):");
     println!();
     println!("{}", measure::BREAKDOWN_HEADER);
-    for (jobs, t) in &rows {
+    for (jobs, _, t) in &rows {
         println!("{}", measure::breakdown_row(*jobs, t));
     }
-    let failed = rows.iter().any(|(_, t)| t.failing.is_some());
+    let failed = rows.iter().any(|(_, _, t)| t.failing.is_some());
     Ok(if failed { EXIT_VIOLATIONS } else { EXIT_CLEAN })
 }
 
@@ -548,11 +567,9 @@ fn soak(a: SoakArgs) -> Result<i32, Failure> {
     let mut cfg = GenConfig::new(mode, a.seed, a.cases);
     cfg.budget = a.budget;
     cfg.hang_bound = a.hang_bound;
-    let wait = a.wait.map(|w| match w {
-        super::ReplayWaitArg::Direct => netfd::WaitPath::Direct,
-        super::ReplayWaitArg::Server => netfd::WaitPath::Server,
-    });
-    let t: Arc<dyn Target> = Arc::new(NetfdTarget::with_wait(a.variant, wait));
+    let netfd_target = NetfdTarget::with_wait(a.variant, a.wait.map(Into::into));
+    cfg.workers = super::workers_for(&netfd_target, a.in_process)?;
+    let t: Arc<dyn Target> = Arc::new(netfd_target);
     eprintln!(
         "soak: {} generated cases against {} ({mode}, {} wait path), seed {}, budget {:?}",
         a.cases,

@@ -14,6 +14,7 @@ use crate::report::{self, Mode, Report};
 use crate::run::{self, RunConfig, Source};
 use crate::scenario::{self, Scenario};
 use crate::target::{NetfdTarget, Target};
+use crate::worker::{self, WorkerCommand, Workers};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use netfd::Variant;
 use std::io::IsTerminal;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Measure generated cases: throughput, cases to first violation,
     /// shrinking, soak.
     Measure(measure::MeasureArgs),
+    /// Serve cases on stdin/stdout for a parent `harness` (internal).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -157,9 +161,15 @@ pub struct Common {
     /// the same --seed and combine the reports with `harness merge`.
     #[arg(long, value_name = "I/N", value_parser = shard::parse_shard)]
     pub shard: Option<shard::Shard>,
-    /// Cases run at once (0: four per core; 1: one after another).
+    /// Cases run at once, each in a worker process of its own (0: four per
+    /// core; 1: one after another).
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
+    /// Run the cases as threads of this process instead of in worker
+    /// processes: one case's stray calls can then reach another's sockets
+    /// (and the harness's own files). For debugging the harness.
+    #[arg(long)]
+    pub in_process: bool,
     /// Wait path of the sockets under test; `both` writes one report per
     /// path. Default: the variant's usual path (fdmutex direct, the
     /// historical variants server); `matrix` runs fdmutex on both.
@@ -214,6 +224,26 @@ pub struct ReplayArgs {
     /// its replay command says `--wait`).
     #[arg(long, value_enum, value_name = "PATH")]
     pub wait: Option<ReplayWaitArg>,
+    /// Replay in this process instead of a worker process.
+    #[arg(long)]
+    pub in_process: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    #[arg(long, value_parser = parse_variant)]
+    pub variant: Variant,
+    #[arg(long, value_enum)]
+    pub wait: ReplayWaitArg,
+}
+
+impl From<ReplayWaitArg> for netfd::WaitPath {
+    fn from(w: ReplayWaitArg) -> netfd::WaitPath {
+        match w {
+            ReplayWaitArg::Direct => netfd::WaitPath::Direct,
+            ReplayWaitArg::Server => netfd::WaitPath::Server,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -303,7 +333,21 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Report(a) => ci::cmd_report(a),
         Command::Verdict(a) => ci::cmd_verdict(a),
         Command::Measure(a) => measure::cmd_measure(a),
+        Command::Worker(a) => {
+            let target = NetfdTarget::with_wait(a.variant, Some(a.wait.into()));
+            worker::serve(Arc::new(target))
+        }
     }
+}
+
+/// Worker processes for `target` (`None` with `--in-process`).
+pub fn workers_for(target: &NetfdTarget, in_process: bool) -> Result<Option<Arc<Workers>>, Failure> {
+    if in_process {
+        return Ok(None);
+    }
+    let command = WorkerCommand::harness_binary(target.options.variant, target.options.wait)
+        .map_err(|e| Failure::harness(format!("cannot find the harness binary for its workers: {e}")))?;
+    Ok(Some(Arc::new(Workers::new(command))))
 }
 
 /// The workspace's scenarios/ directory: ./scenarios if present, else the
@@ -487,6 +531,7 @@ fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
             shard: a.common.shard_ref(),
             jobs: a.common.jobs,
             fail_fast: a.fail_fast,
+            workers: workers_for(&target, a.common.in_process)?,
         };
         let plan = a.generated.plan(a.common.shard);
         let (report, path, generated) =
@@ -520,11 +565,9 @@ fn cmd_run(a: RunArgs) -> Result<i32, Failure> {
 
 fn cmd_replay(a: ReplayArgs) -> Result<i32, Failure> {
     let scenario = scenario::load_file(&a.file).map_err(|e| Failure::bad_input(e.to_string()))?;
-    let wait = a.wait.map(|w| match w {
-        ReplayWaitArg::Direct => netfd::WaitPath::Direct,
-        ReplayWaitArg::Server => netfd::WaitPath::Server,
-    });
-    let target: Arc<dyn Target> = Arc::new(NetfdTarget::with_wait(a.variant, wait));
+    let netfd_target = NetfdTarget::with_wait(a.variant, a.wait.map(Into::into));
+    let workers = workers_for(&netfd_target, a.in_process)?;
+    let target: Arc<dyn Target> = Arc::new(netfd_target);
     let mut failed = 0u64;
     // Shown: the first replay, and the first that reproduced a violation
     // if that is a later one (with many replays, the one worth reading).
@@ -533,7 +576,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<i32, Failure> {
         let mut cfg = crate::exec::CaseConfig::new(a.mode.into(), i);
         cfg.hang_bound = a.hang_bound;
         cfg.schedule = scenario.schedule.clone().unwrap_or_default();
-        let outcome = crate::exec::run_case(target.clone(), &scenario, &cfg)
+        let outcome = worker::run_case(workers.as_deref(), &target, &scenario, &cfg)
             .map_err(|e| Failure::harness(e.to_string()))?;
         if !outcome.found.is_empty() {
             failed += 1;
@@ -617,6 +660,7 @@ fn cmd_matrix(a: MatrixArgs) -> Result<i32, Failure> {
             jobs: a.common.jobs,
             shard: a.common.shard_ref(),
             fail_fast: false,
+            workers: workers_for(&target, a.common.in_process)?,
         };
         let (report, path) = run_variant(target, &sources, &cfg, &a.common.report)?;
         let caught = run::caught(&report);

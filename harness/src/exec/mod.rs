@@ -55,6 +55,7 @@ use judge::{ledger_found, record};
 use netfd::probe;
 use ops::{worker, CaseProbe, HARNESS_THREAD};
 use sched::Scheduler;
+use serde::{Deserialize, Serialize};
 use setup::{loopback, setup_err, Peer, Tags};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
@@ -63,7 +64,7 @@ use supervise::{close_all, supervise, teardown_peers};
 pub use timings::CaseTimings;
 
 /// Everything that decides a case besides the scenario.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CaseConfig {
     pub mode: Mode,
     pub seed: u64,
@@ -91,7 +92,7 @@ impl CaseConfig {
 }
 
 /// A violation found in a case, before it is placed in a report.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Found {
     pub kind: ViolationKind,
     pub fd: i32,
@@ -105,7 +106,7 @@ pub struct Found {
 }
 
 /// What a case produced.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CaseOutcome {
     pub found: Vec<Found>,
     /// The schedule actually followed (controlled mode).

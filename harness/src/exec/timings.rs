@@ -15,11 +15,12 @@
 //! - `finish`: joining, closing what the slots hold, draining the peers,
 //!   the leak check.
 
+use serde::{Deserialize, Serialize};
 use std::ops::AddAssign;
 use std::time::Duration;
 
 /// One case's (or, summed, a run's) time per phase and the waits inside.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CaseTimings {
     pub setup: Duration,
     pub run: Duration,

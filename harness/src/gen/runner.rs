@@ -20,9 +20,10 @@
 //!   A case the harness could not set up stops the run with the error.
 
 use super::strategy::{case_strategy_for, Bounds, GenCase, TargetKinds};
-use crate::exec::{self, parallel, CaseConfig, CaseOutcome, CaseTimings, Found, Rng, SetupError};
+use crate::exec::{parallel, CaseConfig, CaseOutcome, CaseTimings, Found, Rng, SetupError};
 use crate::report::{Mode, ViolationKind};
 use crate::target::Target;
+use crate::worker::{self, Workers};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use std::cell::RefCell;
@@ -64,6 +65,9 @@ pub struct GenConfig {
     /// [`GenConfig::new`]: one after another). Only the first run of each case overlaps others; shrinking runs
     /// alone.
     pub jobs: usize,
+    /// Worker processes to run the cases in ([`crate::worker`]); `None`:
+    /// in this process.
+    pub workers: Option<Arc<Workers>>,
 }
 
 impl GenConfig {
@@ -83,6 +87,7 @@ impl GenConfig {
             fail_on: Vec::new(),
             pct: false,
             jobs: 1,
+            workers: None,
         }
     }
 }
@@ -200,7 +205,12 @@ pub fn run_one_case(
     cfg: &GenConfig,
     case: &GenCase,
 ) -> Result<CaseOutcome, SetupError> {
-    exec::run_case(target.clone(), &case.scenario, &case_config(cfg, case))
+    worker::run_case(
+        cfg.workers.as_deref(),
+        target,
+        &case.scenario,
+        &case_config(cfg, case),
+    )
 }
 
 /// Per-case state shared with the test closure (proptest wants `Fn`).
@@ -259,10 +269,11 @@ pub fn run_generated(
         let firsts = parallel::run_ordered(jobs, drawn.len(), &more, &job, &stop_after);
         let ran = firsts.len();
         for ((i, tree, case), first) in drawn.into_iter().zip(firsts) {
-            // A case that could not be set up beside others (a neighbour's
-            // stale close may hit its listener) gets one more try alone.
+            // A case that could not be set up beside others in this
+            // process (a neighbour's stale close may hit its listener) gets
+            // one more try alone.
             let first = match first {
-                Err(_) if jobs > 1 => {
+                Err(_) if jobs > 1 && cfg.workers.is_none() => {
                     run_one_case(&target, cfg, &case).map(|o| (o, Instant::now()))
                 }
                 r => r,

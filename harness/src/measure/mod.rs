@@ -41,12 +41,14 @@ impl Throughput {
 }
 
 /// Run `cfg`'s generated cases against `target` (no shrinking) and measure.
-pub fn throughput(target: Arc<dyn Target>, cfg: &GenConfig) -> Result<Throughput, SetupError> {
-    let mut cfg = cfg.clone();
+/// With worker processes, their CPU counts too: the workers are reaped
+/// (once `cfg` held their last handle) before the CPU is read.
+pub fn throughput(target: Arc<dyn Target>, mut cfg: GenConfig) -> Result<Throughput, SetupError> {
     cfg.shrink = false;
     let cpu0 = process_cpu();
     let started = Instant::now();
     let r = gen::run_generated(target, &cfg, &|_| {})?;
+    drop(cfg.workers.take());
     let elapsed = started.elapsed();
     let cpu = process_cpu().saturating_sub(cpu0);
     let failing = r.failure.as_ref().map(|f| {
@@ -71,7 +73,8 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// User + system CPU of this process so far (zero if `/proc` is missing).
+/// User + system CPU of this process and of its children it has reaped
+/// (worker processes) so far (zero if `/proc` is missing).
 pub fn process_cpu() -> Duration {
     // Fields 14 and 15 of /proc/self/stat, in USER_HZ (100 on Linux) ticks;
     // the command name (field 2) may hold spaces, so count after its ')'.
@@ -83,8 +86,9 @@ pub fn process_cpu() -> Duration {
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-    // After ')': field 3 is index 0, so utime (14) is 11 and stime (15) 12.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    // After ')': field 3 is index 0, so utime (14) is 11, stime (15) 12,
+    // and the reaped children's cutime (16) and cstime (17) 13 and 14.
+    Duration::from_millis((ticks(11) + ticks(12) + ticks(13) + ticks(14)) * 10)
 }
 
 /// Milliseconds per case of `d` summed over `cases`.

@@ -41,6 +41,7 @@ pub fn run_on(target: Arc<dyn Target>, sources: &[Source], cases: u64, mode: Mod
         jobs: 0,
         shard: None,
         fail_fast: false,
+        workers: None,
     };
     run::run(target, sources, &cfg, &|_, _| {}).expect("run")
 }
