@@ -95,8 +95,8 @@
 //! # let _ = RawTarget.name();
 //! ```
 //!
-//! Run it with [`crate::run::run`] over scenario files (`README.md`,
-//! "Check your own socket type").
+//! Run it with [`crate::run::run`] over scenario files
+//! (`docs/check-your-own-type.md`).
 
 mod std_net;
 

@@ -144,7 +144,8 @@ fn a_failing_generated_case_is_shrunk_saved_and_replays() {
     assert!(saved.schedule.is_some(), "the schedule is embedded");
     let mut replay_args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Exit 1 if any replay reproduces: a minimal case whose violation the
-    // end-of-case Close provokes replays in most runs, not all (README).
+    // end-of-case Close provokes replays in most runs, not all
+    // (docs/detection.md, "Replay and shrinking").
     replay_args.extend(["--hang-bound", "300ms", "--times", "20"]);
     let again = harness(&replay_args);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));

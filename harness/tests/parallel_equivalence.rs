@@ -139,10 +139,10 @@ fn saved_case_replays_alone_and_beside_others() {
     };
     // Not 100 of 100: a minimal naive-close case whose violation the
     // end-of-case Close provokes races that Close outside the schedule
-    // (README, "Generation results"); seen missing 1–2 replays in 100, and
-    // 11 in 100 once under the whole suite's load (2026-12-03: the case's
-    // 0 and 1 ms deadlines expire at other points of the schedule on a
-    // busy CPU). The bound is generous so it measures replay, not luck.
+    // (docs/detection.md, "Replay and shrinking"); seen missing 1–2
+    // replays in 100, and 11 in 100 once under the whole suite's load
+    // (2026-12-03: the case's 0 and 1 ms deadlines expire at other points
+    // of the schedule on a busy CPU). The bound is generous so it measures replay, not luck.
     let alone: Vec<_> = (0..100)
         .map(|i| interleaving(&replay(i).expect("replay alone")))
         .collect();

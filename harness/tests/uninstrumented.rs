@@ -191,8 +191,8 @@ fn the_twin_with_a_lock_across_each_syscall_is_clean_free() {
 }
 
 /// The ready-made `std::net` target over the repository's scenarios: what
-/// the harness says about shutdown-to-cancel (README, "Check your own
-/// socket type").
+/// the harness says about shutdown-to-cancel (docs/check-your-own-type.md,
+/// "What it finds").
 #[test]
 fn std_net_with_shutdown_to_cancel_never_reuses_a_number_but_leaks_it() {
     intercept::link();

@@ -25,8 +25,9 @@ use std::sync::Mutex;
 /// machine). A case's threads mostly wait on each other (one runs at a time
 /// in controlled mode) and on the kernel, so a core takes several cases:
 /// on the 2-core machine, 4 cases at once used 53–64% of the two cores and
-/// 8 used 71–89% (`harness measure throughput --jobs 1,4,8`, README
-/// Generation results); more than 8 gained nothing there.
+/// 8 used 71–89% (`harness measure throughput --jobs 1,4,8`,
+/// docs/performance.md, "Harness throughput"); more than 8 gained nothing
+/// there.
 pub fn jobs(requested: usize) -> usize {
     if requested > 0 {
         return requested;

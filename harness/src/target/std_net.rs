@@ -7,7 +7,8 @@
 //! Its contract, which [`Conn::is_closed_error`] states: after Close, ops
 //! fail with what a shut-down socket returns (`BrokenPipe`, `NotConnected`,
 //! `InvalidInput` for an accept woken by shutdown(2)), or reads return 0.
-//! The verdict the harness gives it (README, "Check your own socket type"):
+//! The verdict the harness gives it (docs/check-your-own-type.md, "What it
+//! finds"):
 //! no `fd_reuse`, no `use_after_close` — the number an op uses stays open
 //! until the value drops, so it can never be handed to another socket — but
 //! `leak`: Close cannot release the descriptor (std closes only on drop,

@@ -5,7 +5,7 @@
 //!   socket together with a per-thread eventfd, with its deadline as the
 //!   timeout. Close and deadline changes signal that eventfd. No other thread
 //!   is involved in a wake-up, which is what keeps request/response latency
-//!   near blocking I/O (see the README's performance section).
+//!   near blocking I/O (see docs/performance.md).
 //! - [`WaitPath::Server`]: the socket is registered with the process's
 //!   [poll server](server) (one epoll thread, edge-triggered, generation-tagged
 //!   registrations, a timer heap for deadlines); the parked thread sleeps on

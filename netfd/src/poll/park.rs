@@ -5,11 +5,13 @@
 //! Linux 6.16 a process's private futexes share a hash of as few as 16
 //! buckets (2 CPUs). A wake walks its bucket, so with N waiters parked every
 //! wake-up the poll server hands out cost O(N / 16): 100 µs per wake at
-//! N = 10,000 (README, performance). Retuning the process's hash
-//! (`PR_FUTEX_HASH`) is not a library's call. [`sys::futex_hash`] files the
-//! word in the global hash instead (256 × CPUs buckets), as every futex was
-//! before 6.16, and no descriptor is spent per parked thread (the direct
-//! path's eventfd would double the server path's descriptors).
+//! N = 10,000 (measured once with a test not kept; the `poll_server` bench,
+//! docs/performance.md, "Poll server", shows the cost per expiry).
+//! Retuning the process's hash (`PR_FUTEX_HASH`) is not a library's call.
+//! [`sys::futex_hash`] files the word in the global hash instead (256 ×
+//! CPUs buckets), as every futex was before 6.16, and no descriptor is
+//! spent per parked thread (the direct path's eventfd would double the
+//! server path's descriptors).
 //!
 //! Protocol (std's futex parker, unchanged): the word is EMPTY, NOTIFIED or
 //! PARKED. `unpark` stores NOTIFIED and wakes the futex only if the owner
