@@ -99,18 +99,32 @@ fn racy_and_twin_side_by_side_in_one_process() {
 }
 
 /// A wrapper around the correct twin whose every read and write first
-/// closes numbers it never owned, drawn at random.
-struct Vandal(RawTarget);
-struct VandalConn(Box<dyn Conn>);
+/// closes numbers it never owned, drawn at random: mostly low ones (where
+/// the case's sockets and the harness's files live), now and then any
+/// number up to past where a worker keeps its channel.
+struct Vandal {
+    inner: RawTarget,
+    /// Close every number up to 8192 instead of a few drawn at random.
+    sweep: bool,
+}
+struct VandalConn(Box<dyn Conn>, bool);
 
 static DRAWS: AtomicU64 = AtomicU64::new(0x9E37_79B9);
 
-fn close_strangers() {
-    for _ in 0..32 {
+fn close_strangers(sweep: bool) {
+    if sweep {
+        for fd in 3..8192 {
+            // SAFETY: as below.
+            unsafe { libc::close(fd) };
+        }
+        return;
+    }
+    for _ in 0..8 {
         let mut x = DRAWS.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         x ^= x >> 29;
         x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let fd = 3 + (x >> 40) % 4096;
+        let range = if x & 15 == 0 { 4200 } else { 60 };
+        let fd = 3 + (x >> 40) % range;
         // SAFETY: close(2) on a number touches no memory of this process
         // that Rust tracks; that it may release another owner's descriptor
         // is the lifetime bug this target plants on purpose.
@@ -120,11 +134,11 @@ fn close_strangers() {
 
 impl Conn for VandalConn {
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        close_strangers();
+        close_strangers(self.1);
         self.0.read(buf)
     }
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        close_strangers();
+        close_strangers(self.1);
         self.0.write(buf)
     }
     fn set_deadline(&self, dir: Direction, at: Option<Instant>) -> io::Result<()> {
@@ -140,23 +154,30 @@ impl Conn for VandalConn {
 
 impl Target for Vandal {
     fn name(&self) -> String {
-        "custom:vandal".into()
+        format!("custom:vandal{}", if self.sweep { "-sweep" } else { "" })
     }
     fn listen(&self, addr: &Addr) -> io::Result<Box<dyn Listener>> {
-        self.0.listen(addr)
+        self.inner.listen(addr)
     }
     fn dial(&self, addr: &Addr) -> io::Result<Box<dyn Conn>> {
-        Ok(Box::new(VandalConn(self.0.dial(addr)?)))
+        Ok(Box::new(VandalConn(self.inner.dial(addr)?, self.sweep)))
     }
     fn bind_datagram(&self, local: SocketAddr, peer: SocketAddr) -> io::Result<Box<dyn Conn>> {
-        Ok(Box::new(VandalConn(self.0.bind_datagram(local, peer)?)))
+        Ok(Box::new(VandalConn(
+            self.inner.bind_datagram(local, peer)?,
+            self.sweep,
+        )))
     }
 }
 
 #[test]
 fn a_target_closing_numbers_it_never_owned_is_reported_not_a_crash() {
     let started = Instant::now();
-    let report = check_in_workers(Arc::new(Vandal(RawTarget { guarded: true })), 60);
+    let vandal = Vandal {
+        inner: RawTarget { guarded: true },
+        sweep: false,
+    };
+    let report = check_in_workers(Arc::new(vandal), 60);
     let sc = &report.scenarios[0];
     assert!(
         !sc.violations.is_empty(),
@@ -164,10 +185,36 @@ fn a_target_closing_numbers_it_never_owned_is_reported_not_a_crash() {
         sc.cases
     );
     assert!(!report.summary.passed);
+    // Every violation is one the ledger or the worker pool can state: a
+    // call on a number the case did not own, or a case its stray closes
+    // broke (a hang, a leak, an error where a result was due).
     eprintln!(
         "{} cases in {:?}: {:?}",
         sc.cases,
         started.elapsed(),
         run::kinds_found(&report)
+    );
+}
+
+/// A target that closes every number, the worker's channel included: each
+/// case's worker is lost, and each such case is reported as a call that
+/// reached a descriptor the case never owned.
+#[test]
+fn a_target_closing_every_number_loses_its_worker_and_is_reported() {
+    let vandal = Vandal {
+        inner: RawTarget { guarded: true },
+        sweep: true,
+    };
+    let report = check_in_workers(Arc::new(vandal), 10);
+    let sc = &report.scenarios[0];
+    let lost = sc
+        .violations
+        .iter()
+        .find(|v| v.kind == ViolationKind::FdReuse && v.message.contains("worker process"))
+        .unwrap_or_else(|| panic!("no lost worker in {:?}", sc.violations));
+    assert!(
+        lost.replay.contains("raw_close_vs_read_with_churn"),
+        "{}",
+        lost.replay
     );
 }

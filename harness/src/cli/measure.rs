@@ -99,7 +99,12 @@ pub struct ThroughputArgs {
     /// Where cases run, a comma-separated list to compare: `process`
     /// (worker processes, as `harness run` does) or `thread` (threads of
     /// this process, `--in-process`).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "process,thread")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "process,thread"
+    )]
     pub isolation: Vec<Isolation>,
 }
 

@@ -341,12 +341,19 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
 }
 
 /// Worker processes for `target` (`None` with `--in-process`).
-pub fn workers_for(target: &NetfdTarget, in_process: bool) -> Result<Option<Arc<Workers>>, Failure> {
+pub fn workers_for(
+    target: &NetfdTarget,
+    in_process: bool,
+) -> Result<Option<Arc<Workers>>, Failure> {
     if in_process {
         return Ok(None);
     }
     let command = WorkerCommand::harness_binary(target.options.variant, target.options.wait)
-        .map_err(|e| Failure::harness(format!("cannot find the harness binary for its workers: {e}")))?;
+        .map_err(|e| {
+            Failure::harness(format!(
+                "cannot find the harness binary for its workers: {e}"
+            ))
+        })?;
     Ok(Some(Arc::new(Workers::new(command))))
 }
 

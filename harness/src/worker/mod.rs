@@ -16,9 +16,9 @@
 //!   target ([`Workers::for_this_test`], rusty-fork's way). At most one
 //!   worker per thread that asks, so `jobs` threads use `jobs` workers.
 //! - A request is one line on the child's stdin: the scenario and its
-//!   [`CaseConfig`], JSON. The reply is one line on the child's stdout
-//!   that starts with [`MARK`]; anything else the child prints (libtest's
-//!   `running 1 test`) is passed over. A reply is the case's outcome, the
+//!   [`CaseConfig`], JSON. The reply is the rest of the line after
+//!   [`MARK`] on the child's stdout; anything else the child prints
+//!   (libtest's `running 1 test`, `test NAME ... `) is passed over. A reply is the case's outcome, the
 //!   harness's setup error, or the message of a panic.
 //! - A worker is retired (killed, and replaced on the next request) after
 //!   a case that hung (its threads are left behind and may still make
@@ -71,7 +71,7 @@ struct Request {
 /// What a worker says about a case.
 #[derive(Serialize, Deserialize)]
 enum Reply {
-    Outcome(CaseOutcome),
+    Outcome(Box<CaseOutcome>),
     SetupError(String),
     Panic(String),
 }
@@ -118,8 +118,8 @@ impl WorkerCommand {
                 "--nocapture",
                 "--test-threads=1",
             ]
-                .map(OsString::from)
-                .into(),
+            .map(OsString::from)
+            .into(),
             env: vec![(
                 WORKER_ENV.into(),
                 format!("{test}{TOKEN_SEPARATOR}{target_name}").into(),
@@ -254,7 +254,7 @@ impl Workers {
                 } else {
                     self.checkin(worker);
                 }
-                Ok(o)
+                Ok(*o)
             }
             Ok(Reply::SetupError(e)) => {
                 self.checkin(worker);
@@ -266,7 +266,9 @@ impl Workers {
             }
             Err(e) => {
                 let status = worker.retire();
-                Ok(lost(&format!("sent a reply that does not parse ({e}); {status}")))
+                Ok(lost(&format!(
+                    "sent a reply that does not parse ({e}); {status}"
+                )))
             }
         }
     }
@@ -320,8 +322,10 @@ impl Worker {
             while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=end).collect();
                 let text = String::from_utf8_lossy(&line[..end]).into_owned();
-                if let Some(reply) = text.strip_prefix(MARK) {
-                    return Ok(Some(reply.to_string()));
+                // What the child printed before it served may precede the
+                // mark on its line (libtest's `test NAME ... `).
+                if let Some(at) = text.find(MARK) {
+                    return Ok(Some(text[at + MARK.len()..].to_string()));
                 }
             }
             let left = until.saturating_duration_since(Instant::now());

@@ -47,7 +47,10 @@ pub fn serve(target: Arc<dyn Target>) -> ! {
         let Ok(text) = serde_json::to_string(&reply) else {
             std::process::exit(EXIT_CHANNEL_LOST);
         };
-        if !chan.intact() || (&chan.output).write_all(format!("{MARK}{text}\n").as_bytes()).is_err()
+        if !chan.intact()
+            || (&chan.output)
+                .write_all(format!("{MARK}{text}\n").as_bytes())
+                .is_err()
         {
             std::process::exit(EXIT_CHANNEL_LOST);
         }
@@ -58,7 +61,7 @@ fn run(target: &Arc<dyn Target>, req: &Request) -> Reply {
     match catch_unwind(AssertUnwindSafe(|| {
         exec::run_case(target.clone(), &req.scenario, &req.config)
     })) {
-        Ok(Ok(outcome)) => Reply::Outcome(outcome),
+        Ok(Ok(outcome)) => Reply::Outcome(Box::new(outcome)),
         Ok(Err(e)) => Reply::SetupError(e.0),
         Err(payload) => Reply::Panic(
             payload
