@@ -71,6 +71,7 @@
 
 use super::events::{thread_cpu_time, thread_sleeps};
 use super::judge::{count_check, found_here, record};
+use super::runqueue;
 use super::Case;
 use crate::report::{Mode, ViolationKind};
 use crate::scenario::Op;
@@ -104,6 +105,8 @@ pub(super) struct OpClock {
     cpu: Option<Duration>,
     sleeps: Option<u64>,
     parks: u64,
+    /// The thread's run-queue wait so far ([`runqueue`]).
+    queued: Option<Duration>,
 }
 
 impl OpClock {
@@ -113,6 +116,7 @@ impl OpClock {
             cpu: thread_cpu_time(),
             sleeps: thread_sleeps(),
             parks: case.parks[me].load(Ordering::Relaxed),
+            queued: case.events.tid(me).and_then(runqueue::waited),
             began: Instant::now(),
         }
     }
@@ -136,17 +140,22 @@ pub(super) fn judge_busy_wait(case: &Case, me: usize, op: &Op, clock: OpClock) {
     }
     count_check(case, ViolationKind::BusyWait);
     let wall = clock.began.elapsed();
+    // The time the thread could have used a CPU: on one, or asleep. Its
+    // waits for a CPU come off, so that load does not water a spin down;
+    // unknown, the wall time stands (a smaller share: never a spin made up).
+    let queued = runqueue::moved(clock.queued, case.events.tid(me).and_then(runqueue::waited));
+    let own = runqueue::counted(wall, queued).unwrap_or(wall);
     let (cpu_floor, sleeps_floor) = floors(op);
     let message = if parks > PARKS_FLOOR {
         format!(
             "{op} ran {wall:?} and parked {parks} times (over {PARKS_FLOOR} is a spin through the kernel): each wake-up found nothing to do and it parked again; a waiting op must be woken when what it waits for happens, not to look again"
         )
     } else if let Some(cpu) =
-        cpu.filter(|c| *c > cpu_floor && c.as_secs_f64() > CPU_SHARE * wall.as_secs_f64())
+        cpu.filter(|c| *c > cpu_floor && c.as_secs_f64() > CPU_SHARE * own.as_secs_f64())
     {
         format!(
-            "{op} ran {wall:?} and its thread was on a CPU for {cpu:?} of it ({:.0}%; over {cpu_floor:?} and {:.0}% is a spin): a waiting op must sleep, not poll",
-            100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9),
+            "{op} ran {wall:?} ({own:?} not counting its waits for a CPU) and its thread was on a CPU for {cpu:?} of it ({:.0}%; over {cpu_floor:?} and {:.0}% is a spin): a waiting op must sleep, not poll",
+            100.0 * cpu.as_secs_f64() / own.as_secs_f64().max(1e-9),
             100.0 * CPU_SHARE
         )
     } else if let Some(n) = sleeps.filter(|&n| n > sleeps_floor && case.mode == Mode::Free) {

@@ -49,6 +49,7 @@
 //! server under load (p99 ≤ 13 ms with 10,000 timers, README Performance).
 
 use super::judge::{count_check, found_here, record};
+use super::runqueue;
 use super::Case;
 use crate::report::ViolationKind;
 use crate::scenario::Op;
@@ -77,10 +78,18 @@ pub(super) fn judge_late(
         return;
     };
     count_check(case, ViolationKind::LateDeadline);
-    let limit = due + TOLERANCE;
-    if end <= limit {
+    if end <= due + TOLERANCE {
         return;
     }
+    // Late by the time that counts (runqueue.rs); unknown, not judged.
+    let Some(queued) = runqueue::since_op_start(case, me) else {
+        return;
+    };
+    let late = end.saturating_duration_since(due);
+    if runqueue::counted(late, Some(queued)).is_none_or(|c| c <= TOLERANCE) {
+        return;
+    }
+    let limit = due + TOLERANCE + queued;
     let peer_events = slot.peer_events.lock().unwrap_or_else(|e| e.into_inner());
     let excused =
         slot.close_began_by(limit) || peer_events.iter().any(|&t| t >= start && t <= limit);
@@ -97,9 +106,8 @@ pub(super) fn judge_late(
             op,
             owner,
             format!(
-                "{op} was parked when its deadline passed ({:?} into the op) and returned {:?} after it, more than the {TOLERANCE:?} allowed, with no Close or readiness before",
+                "{op} was parked when its deadline passed ({:?} into the op) and returned {late:?} after it ({queued:?} of it the case's threads waiting for a CPU), more than the {TOLERANCE:?} allowed, with no Close or readiness before",
                 due.saturating_duration_since(start),
-                end.saturating_duration_since(due)
             ),
         ),
     );
@@ -224,6 +232,6 @@ pub(super) fn overdue_op_running(case: &Case) -> bool {
     // misjudged.
     super::io_in_progress(case).any(|io| {
         due(case, io.conn, &io.socket, io.dir, io.started, now)
-            .is_some_and(|d| d <= now && now < d + window)
+            .is_some_and(|d| d <= now && runqueue::still_within(case, io.thread, d, window))
     })
 }

@@ -13,13 +13,13 @@
 use super::events::{self, KernelSample, CONFIRM};
 use super::judge::{check_drained, record};
 use super::ops::CaseProbe;
-use super::{conn_of, listener_of, thread_name, Case, CaseTimings, Found};
+use super::{conn_of, listener_of, runqueue, thread_name, Case, CaseTimings, Found};
 use crate::report::{Mode, ViolationKind};
 use crate::scenario::{Op, Transport};
 use netfd::probe;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a case may go without any event before the supervisor takes
@@ -143,16 +143,25 @@ pub(super) fn supervise(
     // hang, not a stuck harness; in controlled mode that thread joins the
     // schedule (sched.rs), so a replay repeats teardown too.
     case.tearing_down.store(true, Ordering::SeqCst);
+    // The base of the hang bounds' discount (runqueue.rs), read before the
+    // bounds start.
+    let queued_at_close = runqueue::total(case);
     let closed_at = Instant::now();
     let closed = Arc::new(AtomicBool::new(false));
+    // The closer's kernel id and run-queue wait as it began (it is a pool
+    // thread: it outlives the case, so its file can be read after).
+    let closer_queued: Arc<Mutex<Option<(i32, Duration)>>> = Arc::new(Mutex::new(None));
     let closer = {
         let case = case.clone();
         let closed = closed.clone();
+        let closer_queued = closer_queued.clone();
         super::pool::spawn(move || {
             // Waiters sample the closer like any running thread: its status
             // file is opened now, at a high number, not at their first look.
             if let Some(tid) = events::current_tid() {
                 events::prepare_sampling(tid);
+                *closer_queued.lock().unwrap_or_else(|e| e.into_inner()) =
+                    runqueue::waited(tid).map(|w| (tid, w));
             }
             let slot = (case.mode == Mode::Controlled).then(|| case.sched.enter_closer());
             let probe = Arc::new(CaseProbe::closer(case.clone(), slot));
@@ -166,12 +175,27 @@ pub(super) fn supervise(
             case.events.pulse();
         })
     };
+    // The time that counts since the Close began: the wall time less the
+    // case's threads' and the poll server's waits for a CPU, and the
+    // closer's (before it had recorded its base, all of its wait since the
+    // Close is unknown: its base is read after, so the discount is short
+    // by at most that; it is taken before the closer does anything).
+    let counted = || {
+        let mut queued = runqueue::moved(queued_at_close, runqueue::total(case))?;
+        if let Some((tid, base)) = *closer_queued.lock().unwrap_or_else(|e| e.into_inner()) {
+            queued += runqueue::waited(tid)?.saturating_sub(base);
+        }
+        Some(closed_at.elapsed().saturating_sub(queued))
+    };
     let mut hung = HashSet::new();
     if closer.is_ok() {
-        if !case
-            .events
-            .wait_for(|| closed.load(Ordering::Acquire), closed_at + bound)
-        {
+        if !wait_counted(
+            case,
+            || closed.load(Ordering::Acquire),
+            closed_at,
+            &|| bound,
+            &counted,
+        ) {
             // A teardown Close that never returns is a hang of its own; and
             // nothing else may close now (a Close on this thread would hang
             // the harness): the caller skips the final sweep.
@@ -200,13 +224,16 @@ pub(super) fn supervise(
     } else {
         case.sched.release_all();
     }
-    case.events.wait_for(all_done, closed_at + bound);
-    if !all_done()
-        && (0..threads).any(|t| running_op(case, t).is_some_and(|op| is_tcp_dial(case, op)))
-    {
-        case.events
-            .wait_for(all_done, closed_at + bound + SYN_RETRANSMITS);
-    }
+    let dialing =
+        || (0..threads).any(|t| running_op(case, t).is_some_and(|op| is_tcp_dial(case, op)));
+    let allowed_now = || {
+        if dialing() {
+            bound + SYN_RETRANSMITS
+        } else {
+            bound
+        }
+    };
+    wait_counted(case, all_done, closed_at, &allowed_now, &counted);
     timings.teardown = closed_at.elapsed();
     if !all_done() {
         for t in 0..threads {
@@ -250,6 +277,38 @@ pub(super) fn supervise(
         }
     }
     hung
+}
+
+/// Wait until `done()` holds (woken by pulses), or until the time that
+/// counts since `from` (`counted`: the wall time less the waits for a CPU
+/// of the threads that could be holding it up, runqueue.rs) reaches
+/// `allowed()`; whether it holds. The wall time decides when the discount
+/// cannot be read, and past [`runqueue::MOST_STRETCH`] times `allowed()`:
+/// a thread back in neither is not held up by load alone, and without
+/// the kernel's figures the bounds are these longer ones.
+fn wait_counted(
+    case: &Case,
+    done: impl Fn() -> bool,
+    from: Instant,
+    allowed: &dyn Fn() -> Duration,
+    counted: &dyn Fn() -> Option<Duration>,
+) -> bool {
+    loop {
+        let allowed = allowed();
+        let most = from + allowed * runqueue::MOST_STRETCH;
+        let until = match counted() {
+            // Short of the bound by what is left of it: not sooner back.
+            Some(c) if c < allowed => (Instant::now() + (allowed - c)).min(most),
+            Some(_) => return done(),
+            None => most,
+        };
+        if case.events.wait_for(&done, until) {
+            return true;
+        }
+        if Instant::now() >= most {
+            return done();
+        }
+    }
 }
 
 /// The op thread `t` is in, if any.

@@ -83,6 +83,7 @@
 
 use super::deadline::TOLERANCE;
 use super::judge::{count_check, found_here, record};
+use super::runqueue;
 use super::Case;
 use crate::intercept::raw;
 use crate::report::ViolationKind;
@@ -109,11 +110,19 @@ pub(super) fn judge_late_wakeup(
         return;
     }
     count_check(case, ViolationKind::LateWakeup);
-    let limit = arrived + TOLERANCE;
-    if end <= limit {
+    if end <= arrived + TOLERANCE {
         return;
     }
-    if case.conns[conn].close_began_by(limit) {
+    // Late by the time that counts: the case's threads' (and the poll
+    // server's) waits for a CPU come off; unknown, nothing is judged.
+    let Some(queued) = runqueue::since_op_start(case, me) else {
+        return;
+    };
+    let late = end.saturating_duration_since(arrived);
+    if runqueue::counted(late, Some(queued)).is_none_or(|c| c <= TOLERANCE) {
+        return;
+    }
+    if case.conns[conn].close_began_by(arrived + TOLERANCE + queued) {
         return;
     }
     record(
@@ -125,9 +134,9 @@ pub(super) fn judge_late_wakeup(
             op,
             socket.owner(),
             format!(
-                "{op} was running when the peer's bytes arrived ({:?} into the op) and returned {:?} after them, more than the {TOLERANCE:?} allowed, with no Close before: readiness did not wake it",
+                "{op} was running when the peer's bytes arrived ({:?} into the op) and returned {late:?} after them ({:?} of it the case's threads waiting for a CPU), more than the {TOLERANCE:?} allowed, with no Close before: readiness did not wake it",
                 arrived.saturating_duration_since(start),
-                end.saturating_duration_since(arrived)
+                queued
             ),
         ),
     );
@@ -184,12 +193,11 @@ fn read_by_one_thread(case: &Case, conn: usize) -> bool {
 /// running, so that such a read is either back by then or is closed late
 /// by teardown and judged late.
 pub(super) fn wakeup_pending(case: &Case) -> bool {
-    let now = Instant::now();
     let window = TOLERANCE + Duration::from_millis(100);
     super::io_in_progress(case).any(|io| {
         io.dir == 0
             && bytes_arrived(case, io.conn, &io.socket, io.started)
-                .is_some_and(|at| now < at + window)
+                .is_some_and(|at| runqueue::still_within(case, io.thread, at, window))
     })
 }
 
@@ -223,7 +231,7 @@ pub(super) fn error_pending(case: &Case) -> bool {
             }
             None => None,
         };
-        pending |= seen.is_some_and(|at| Instant::now() < at + window);
+        pending |= seen.is_some_and(|at| runqueue::still_within(case, io.thread, at, window));
     }
     pending
 }
@@ -281,12 +289,18 @@ pub(super) fn judge_error_wakeup(
         return;
     };
     count_check(case, ViolationKind::LateWakeup);
-    let limit = seen + TOLERANCE;
-    if end <= limit {
+    if end <= seen + TOLERANCE {
+        return;
+    }
+    let Some(queued) = runqueue::since_op_start(case, me) else {
+        return;
+    };
+    let late = end.saturating_duration_since(seen);
+    if runqueue::counted(late, Some(queued)).is_none_or(|c| c <= TOLERANCE) {
         return;
     }
     let slot = &case.conns[conn];
-    if slot.close_began_by(limit) {
+    if slot.close_began_by(seen + TOLERANCE + queued) {
         return;
     }
     let sent_since = slot
@@ -308,9 +322,8 @@ pub(super) fn judge_error_wakeup(
             op,
             socket.owner(),
             format!(
-                "{op} was running when an error was pending on its socket ({:?} into the op) and returned {:?} after it was seen, more than the {TOLERANCE:?} allowed, with no Close or send before: the error did not wake it",
+                "{op} was running when an error was pending on its socket ({:?} into the op) and returned {late:?} after it was seen ({queued:?} of it the case's threads waiting for a CPU), more than the {TOLERANCE:?} allowed, with no Close or send before: the error did not wake it",
                 seen.saturating_duration_since(started),
-                end.saturating_duration_since(seen)
             ),
         ),
     );
