@@ -68,6 +68,26 @@
 //! server path). The most parks of one op of a correct target: 4, in
 //! 110,000 generated cases (each mode on each wait path, load 2–6) and
 //! every scenario; the floor is 25 times that.
+//!
+//! **Load.** The CPU trigger's share is taken of the op's wall time less
+//! its own thread's waits for a CPU over the op ([`runqueue`]; the wall
+//! time if the figure cannot be read), i.e. of the time the thread was
+//! either on a CPU or asleep: a spinner fills that time with CPU and a
+//! waiter with sleep, whatever the load. Why load cannot make a trigger
+//! fire on a correct op: its CPU clock counts only its own running, which
+//! load does not raise (the kernel's network work charged to it grows
+//! with the bytes, hence the allowance per byte), and the CPU floor holds
+//! before any share is looked at; the sleeps and parks are counts of the
+//! thread's own blocking and the target's own parks, once per thing a
+//! correct op waits for, however long it waits for a CPU in between (a
+//! lock whose holder is preempted can add a few, far below the floors).
+//! Why load does not make them miss a spin: the share is no longer watered
+//! down by the time a spinner spends queued. What load can still do is
+//! hand a spin bounded by wall time too little CPU, or too few laps, to
+//! pass a floor: it can hide a short spin, never make one up. The planted
+//! spinners of `tests/busy_wait_rule.rs` therefore count their laps (on
+//! the thread's CPU clock, in parks they saw, in tries), so the verdict
+//! there is the code's.
 
 use super::events::{thread_cpu_time, thread_sleeps};
 use super::judge::{count_check, found_here, record};

@@ -47,6 +47,23 @@
 //! CPU, and in controlled mode for its turn as well. 500 ms is half the
 //! hang bound's default and ten times the lateness seen from the poll
 //! server under load (p99 ≤ 13 ms with 10,000 timers, README Performance).
+//!
+//! **Load.** What is held to the tolerance is the time that counts
+//! ([`runqueue`]): `end - due` less how long the case's threads and
+//! netfd's poll server waited for a CPU from the op's start on (earlier
+//! than `due`: a discount too big, if anything); the Close and readiness
+//! excuses extend to `due + TOLERANCE` plus that discount. Why load cannot
+//! make it fire on a correct target: a correct op's deadline is kept by a
+//! timer that fires on time (the poll server's, or the waiter's own timed
+//! wait on the Direct path); from then to the return the op needs only
+//! microseconds of CPU, and every wait for one — the server's, the op
+//! thread's, the turn-holder's in controlled mode — comes off. The
+//! supervisor keeps the case running on the same time
+//! ([`overdue_op_running`]), for at most [`runqueue::MOST_STRETCH`]
+//! windows of wall time; an unreadable figure judges nothing. An op whose
+//! deadline nobody honours sleeps, which is not taken off. The ignored
+//! rule compares instants taken before and after the op, not a duration:
+//! load does not enter it.
 
 use super::judge::{count_check, found_here, record};
 use super::runqueue;

@@ -244,3 +244,39 @@ pub(super) fn still_within(case: &Case, t: usize, since: Instant, window: Durati
     }
     counted(wall, since_op_start(case, t)).is_some_and(|c| c < window)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threads_wait_is_read_and_never_goes_back() {
+        let tid = super::super::events::current_tid().expect("/proc/thread-self");
+        let first = waited(tid).expect("schedstat of this thread");
+        // More threads than CPUs that spin, so that some wait for one.
+        let spin = || {
+            let until = Instant::now() + Duration::from_millis(30);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        };
+        std::thread::scope(|s| {
+            let n = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
+            for _ in 0..n {
+                s.spawn(spin);
+            }
+            spin();
+        });
+        let second = waited(tid).expect("schedstat of this thread");
+        assert!(second >= first);
+        assert_eq!(moved(Some(first), Some(second)), Some(second - first));
+        assert_eq!(moved(None, Some(second)), None);
+        assert_eq!(
+            counted(Duration::from_millis(5), Some(Duration::from_millis(8))),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(counted(Duration::from_millis(5), None), None);
+        // A thread that is gone reads nothing (no file for it is opened).
+        assert_eq!(waited(i32::MAX), None);
+    }
+}

@@ -9,6 +9,24 @@
 //! once the kernel shows every thread left asleep throughout a
 //! [`CONFIRM`]. The quiet limits below remain as fallbacks for when the
 //! kernel cannot say, and are counted when they end a case.
+//!
+//! **The hang bounds and load.** After the end-of-case Close begins, every
+//! op must be back within the bound (a TCP dial: the bound plus
+//! [`SYN_RETRANSMITS`]), and the teardown's own Close within the bound.
+//! Both are held to the time that counts since the Close began
+//! ([`runqueue`]): the wall time less how long the case's threads, netfd's
+//! poll server and the closer waited for a CPU meanwhile. Why load cannot
+//! make them fire on a correct target: the Close wakes every parked op and
+//! each then needs only CPU time to return, so all that load adds is
+//! waiting for a CPU, which comes off; a dial's SYN retransmission is the
+//! kernel's timer (asleep, not taken off: hence its own allowance). An op
+//! not back within [`runqueue::MOST_STRETCH`] bounds of wall time is a
+//! hang whatever the figures say (a thread starved that long is not held
+//! up by load alone), and where the kernel has no figures that is the
+//! bound. A hung op sleeps, or spins on a CPU, neither of which is taken
+//! off. The fallbacks of phase 1 (quiet and stuck limits) end phase 1
+//! early and judge nothing; they already ask the kernel whether a thread
+//! is runnable before taking it as stuck.
 
 use super::events::{self, KernelSample, CONFIRM};
 use super::judge::{check_drained, record};

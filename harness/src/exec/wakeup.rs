@@ -80,6 +80,28 @@
 //! thread on a loaded 2-core machine may wait tens of ms for a CPU, and in
 //! controlled mode for its turn as well; a correct target's reader is back
 //! within microseconds of the bytes on an idle machine.
+//!
+//! **Load.** What is held to the tolerance is the time that counts
+//! ([`runqueue`]): the wall time from the arrival (or the sighting) to the
+//! read's return, less how long the case's threads and netfd's poll server
+//! waited for a CPU from the read's start on (earlier than the arrival: a
+//! discount too big, if anything); a Close excuses the read if it began by
+//! the arrival plus the tolerance plus that discount. On the write side,
+//! the peer_read's wait for more bytes is counted the same way from each
+//! byte it got, so it stops on a wait only after the tolerance of time
+//! that counts. Why load cannot make the rule fire on a correct target:
+//! once the bytes (the error, the freed space) are there, a correct
+//! target's op is woken by the kernel (Direct) or by the poll server
+//! (Server) and returns after microseconds of CPU; everything else between
+//! the event and the return is a wait for a CPU — the server's, the op
+//! thread's, and in controlled mode that of whoever holds the turn — and
+//! comes off. While the time that counts is short of the tolerance the
+//! supervisor keeps the case running ([`wakeup_pending`],
+//! [`error_pending`]), so teardown does not close a read that load holds
+//! up, for at most [`runqueue::MOST_STRETCH`] windows of wall time. An
+//! unreadable figure judges nothing. What it still catches: an op that
+//! lost its wake-up is asleep, and sleeping is not waiting for a CPU, so
+//! its lateness is not taken off.
 
 use super::deadline::TOLERANCE;
 use super::judge::{count_check, found_here, record};
