@@ -3,10 +3,11 @@
 
 use harness::scenario::{self, Direction};
 use harness::target::{Addr, Conn, Listener, NetfdTarget, Target};
-use netfd::probe::OwnerId;
+use netfd::probe::{self, OwnerId, Probe, SyncPoint, SysResult, Syscall};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One thread's read waits out a 250 ms deadline, then its read of a
@@ -37,11 +38,15 @@ pub const WAITS: &str = r#"{
 ///
 /// What the busy-wait rule sees of it is decided by its code, not by the
 /// machine's load: a spin is measured on the thread's own CPU clock, and a
-/// read honours the caller's deadline only after [`Between::laps`] tries
+/// read honours the caller's deadline only after [`Between::laps`] laps
 /// that found nothing (a polled wait bounded by wall time alone would get
 /// fewer laps and less CPU the more loaded the machine; the laps end well
 /// within the 250 ms deadline of [`WAITS`] on an idle machine, so there
-/// the read is not late, and a loaded one is discounted for it).
+/// the read is not late, and a loaded one is discounted for it). A lap
+/// of parking counts only if the inner read really parked (netfd's
+/// `BeforePark`, seen by a probe the read puts in front of the case's):
+/// a try whose 1 ms deadline passed before it got to park, as free mode's
+/// jitter yields beside CPU hogs make it do, returns without parking.
 pub struct Polling(pub NetfdTarget, pub Between);
 
 /// How a [`Polling`] read waits between two tries that found nothing.
@@ -59,15 +64,48 @@ pub enum Between {
 }
 
 impl Between {
-    /// Tries a read makes before it honours a passed deadline: over what
+    /// Laps a read makes before it honours a passed deadline: over what
     /// each trigger of the rule needs, whatever the load: 60 spins of 4 ms
     /// of CPU are 240 ms (the floor is 50 ms); 150 parks (the floor is
     /// 100); 1,500 sleeps (the floor is 1,000).
-    fn laps(self) -> u32 {
+    fn laps(self) -> u64 {
         match self {
             Between::ParkThenSpin { spin, .. } if spin.is_zero() => 150,
             Between::ParkThenSpin { .. } => 60,
             Between::Sleep(_) => 1500,
+        }
+    }
+
+    /// Whether a lap is a park (else a try).
+    fn counts_parks(self) -> bool {
+        matches!(self, Between::ParkThenSpin { spin, .. } if spin.is_zero())
+    }
+}
+
+/// Counts the parks of the calling thread and passes everything on to the
+/// probe it stands in front of (the case's).
+struct CountParks {
+    inner: Option<Arc<dyn Probe>>,
+    parks: AtomicU64,
+}
+
+impl Probe for CountParks {
+    fn before_syscall(&self, call: &Syscall) {
+        if let Some(p) = &self.inner {
+            p.before_syscall(call);
+        }
+    }
+    fn after_syscall(&self, call: &Syscall, result: SysResult) {
+        if let Some(p) = &self.inner {
+            p.after_syscall(call, result);
+        }
+    }
+    fn sync_point(&self, point: SyncPoint, owner: OwnerId) {
+        if point == SyncPoint::BeforePark {
+            self.parks.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(p) = &self.inner {
+            p.sync_point(point, owner);
         }
     }
 }
@@ -95,11 +133,21 @@ impl Conn for PollingConn {
         self.inner.owner()
     }
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let counter = Arc::new(CountParks {
+            inner: probe::current(),
+            parks: AtomicU64::new(0),
+        });
+        let _counting = probe::install(counter.clone());
         let mut tries = 0;
         loop {
             let due = *self.read_deadline.lock().unwrap();
             let now = Instant::now();
-            if let Some(d) = due.filter(|&d| now >= d && tries >= self.between.laps()) {
+            let laps = if self.between.counts_parks() {
+                counter.parks.load(Ordering::Relaxed)
+            } else {
+                tries
+            };
+            if let Some(d) = due.filter(|&d| now >= d && laps >= self.between.laps()) {
                 // The inner socket's own timeout error, as a caller expects.
                 self.inner.set_deadline(Direction::Read, Some(d))?;
                 return self.inner.read(buf);
