@@ -198,13 +198,14 @@ pub(super) fn supervise(
     // closer's (before it had recorded its base, all of its wait since the
     // Close is unknown: its base is read after, so the discount is short
     // by at most that; it is taken before the closer does anything).
-    let counted = || {
+    let queued = || {
         let mut queued = runqueue::moved(queued_at_close, runqueue::total(case))?;
         if let Some((tid, base)) = *closer_queued.lock().unwrap_or_else(|e| e.into_inner()) {
             queued += runqueue::waited(tid)?.saturating_sub(base);
         }
-        Some(closed_at.elapsed().saturating_sub(queued))
+        Some(queued)
     };
+    let counted = || runqueue::counted(closed_at.elapsed(), queued());
     let mut hung = HashSet::new();
     if closer.is_ok() {
         if !wait_counted(
@@ -242,16 +243,7 @@ pub(super) fn supervise(
     } else {
         case.sched.release_all();
     }
-    let dialing =
-        || (0..threads).any(|t| running_op(case, t).is_some_and(|op| is_tcp_dial(case, op)));
-    let allowed_now = || {
-        if dialing() {
-            bound + SYN_RETRANSMITS
-        } else {
-            bound
-        }
-    };
-    wait_counted(case, all_done, closed_at, &allowed_now, &counted);
+    wait_ops(case, closed_at, bound, &queued);
     timings.teardown = closed_at.elapsed();
     if !all_done() {
         for t in 0..threads {
@@ -279,11 +271,19 @@ pub(super) fn supervise(
                         holder: None,
                         op: op.to_string(),
                         thread: thread_name(case, t),
-                        message: format!(
-                            "{op} did not return {:?} after Close (running for {:?})",
-                            allowed(case, op, bound),
-                            started.elapsed()
-                        ),
+                        message: if started > closed_at {
+                            format!(
+                                "{op}, begun after the Close, did not return within {:?} (running for {:?})",
+                                allowed(case, op, bound),
+                                started.elapsed()
+                            )
+                        } else {
+                            format!(
+                                "{op} did not return {:?} after Close (running for {:?})",
+                                allowed(case, op, bound),
+                                started.elapsed()
+                            )
+                        },
                         evidence: None,
                         trace: case.ledger.trace(
                             case.ledger.event_count().saturating_sub(1),
@@ -329,10 +329,55 @@ fn wait_counted(
     }
 }
 
-/// The op thread `t` is in, if any.
-fn running_op(case: &Case, t: usize) -> Option<&Op> {
-    let (i, _) = (*case.current_op[t].lock().unwrap_or_else(|e| e.into_inner()))?;
-    case.scenario.threads[t].ops.get(i)
+/// Wait until every thread of the case is done, or one's current op is
+/// overdue: it has run longer than it is allowed ([`allowed`]) since the
+/// Close, or since its own start if it began after the Close (a thread
+/// that still had ops to run when teardown began runs them now; each
+/// returns, and the next is a new op, not one the Close left hanging: a
+/// churner's three `open`s of 16 sockets each, begun before and run after
+/// the Close at load 20, were a false `hang` when the bound ran from the
+/// Close for all of them). Time that counts, as in [`wait_counted`]:
+/// `queued` is the waits for a CPU since the Close (taking off those
+/// before a later op's start too: a discount too big, if anything).
+fn wait_ops(
+    case: &Case,
+    closed_at: Instant,
+    bound: Duration,
+    queued: &dyn Fn() -> Option<Duration>,
+) {
+    let threads = case.scenario.threads.len();
+    let all_done = || case.finished.load(Ordering::Acquire) == threads;
+    let most = closed_at + (bound + SYN_RETRANSMITS) * runqueue::MOST_STRETCH;
+    loop {
+        let seen = case.events.seq();
+        if all_done() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= most {
+            return;
+        }
+        let queued = queued();
+        // An op that begins raises no pulse: look again within a bound.
+        let mut until = (now + bound).min(most);
+        for t in 0..threads {
+            let cur = *case.current_op[t].lock().unwrap_or_else(|e| e.into_inner());
+            let Some((i, started)) = cur else { continue };
+            let op = &case.scenario.threads[t].ops[i];
+            let allowed = allowed(case, op, bound);
+            let since = started.max(closed_at);
+            let op_most = since + allowed * runqueue::MOST_STRETCH;
+            if now >= op_most {
+                return;
+            }
+            match runqueue::counted(now.saturating_duration_since(since), queued) {
+                Some(c) if c >= allowed => return,
+                Some(c) => until = until.min(now + (allowed - c)),
+                None => until = until.min(op_most),
+            }
+        }
+        case.events.wait(seen, until);
+    }
 }
 
 /// A dial over TCP: the op [`SYN_RETRANSMITS`] is for.
