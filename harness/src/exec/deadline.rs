@@ -48,8 +48,26 @@
 //! hang bound's default. The poll server's p99 lateness with 10,000 timers
 //! under heavy load ranged 11–258 ms (docs/performance.md, "Poll server"),
 //! so a late wake-up that is not a bug can exceed a tighter tolerance.
+//!
+//! **Load.** What is held to the tolerance is the time that counts
+//! ([`runqueue`]): `end - due` less how long the case's threads and
+//! netfd's poll server waited for a CPU from the op's start on (earlier
+//! than `due`: a discount too big, if anything); the Close and readiness
+//! excuses extend to `due + TOLERANCE` plus that discount. Why load cannot
+//! make it fire on a correct target: a correct op's deadline is kept by a
+//! timer that fires on time (the poll server's, or the waiter's own timed
+//! wait on the Direct path); from then to the return the op needs only
+//! microseconds of CPU, and every wait for one — the server's, the op
+//! thread's, the turn-holder's in controlled mode — comes off. The
+//! supervisor keeps the case running on the same time
+//! ([`overdue_op_running`]), for at most [`runqueue::MOST_STRETCH`]
+//! windows of wall time; an unreadable figure judges nothing. An op whose
+//! deadline nobody honours sleeps, which is not taken off. The ignored
+//! rule compares instants taken before and after the op, not a duration:
+//! load does not enter it.
 
 use super::judge::{count_check, found_here, record};
+use super::runqueue;
 use super::Case;
 use crate::report::ViolationKind;
 use crate::scenario::Op;
@@ -78,10 +96,18 @@ pub(super) fn judge_late(
         return;
     };
     count_check(case, ViolationKind::LateDeadline);
-    let limit = due + TOLERANCE;
-    if end <= limit {
+    if end <= due + TOLERANCE {
         return;
     }
+    // Late by the time that counts (runqueue.rs); unknown, not judged.
+    let Some(queued) = runqueue::since_op_start(case, me) else {
+        return;
+    };
+    let late = end.saturating_duration_since(due);
+    if runqueue::counted(late, Some(queued)).is_none_or(|c| c <= TOLERANCE) {
+        return;
+    }
+    let limit = due + TOLERANCE + queued;
     let peer_events = slot.peer_events.lock().unwrap_or_else(|e| e.into_inner());
     let excused =
         slot.close_began_by(limit) || peer_events.iter().any(|&t| t >= start && t <= limit);
@@ -98,9 +124,8 @@ pub(super) fn judge_late(
             op,
             owner,
             format!(
-                "{op} was parked when its deadline passed ({:?} into the op) and returned {:?} after it, more than the {TOLERANCE:?} allowed, with no Close or readiness before",
+                "{op} was parked when its deadline passed ({:?} into the op) and returned {late:?} after it ({queued:?} of it the case's threads waiting for a CPU), more than the {TOLERANCE:?} allowed, with no Close or readiness before",
                 due.saturating_duration_since(start),
-                end.saturating_duration_since(due)
             ),
         ),
     );
@@ -225,6 +250,6 @@ pub(super) fn overdue_op_running(case: &Case) -> bool {
     // misjudged.
     super::io_in_progress(case).any(|io| {
         due(case, io.conn, &io.socket, io.dir, io.started, now)
-            .is_some_and(|d| d <= now && now < d + window)
+            .is_some_and(|d| d <= now && runqueue::still_within(case, io.thread, d, window))
     })
 }

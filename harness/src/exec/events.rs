@@ -188,6 +188,7 @@ fn status_file(tid: i32) -> Option<Arc<std::fs::File>> {
 pub fn prepare_sampling(tid: i32) {
     let _own = crate::intercept::reported();
     let _ = status_file(tid);
+    super::runqueue::prepare(tid);
 }
 
 /// Close thread `tid`'s status file: the thread has exited (a
@@ -199,6 +200,8 @@ pub(super) fn forget_sampling(tid: i32) {
     if let Some(files) = files.as_mut() {
         files.remove(&tid);
     }
+    drop(files);
+    super::runqueue::forget(tid);
 }
 
 fn read_status(tid: i32) -> Option<String> {

@@ -41,6 +41,7 @@ pub mod parallel;
 pub mod pct;
 pub mod pool;
 mod ports;
+mod runqueue;
 pub mod sched;
 mod setup;
 mod supervise;
@@ -326,6 +327,8 @@ struct Case {
     slowest_dial_us: AtomicU64,
     /// The OS threads of a `threads_exit` case ([`exits`]).
     exits: exits::Exits,
+    /// How long its threads waited for a CPU ([`runqueue`]).
+    waits: runqueue::CaseWaits,
 }
 
 impl Case {
@@ -401,6 +404,7 @@ pub fn run_case(
         events: events::Events::new(threads),
         slowest_dial_us: AtomicU64::new(0),
         exits: exits::Exits::default(),
+        waits: runqueue::CaseWaits::new(threads),
     });
     // Set up on a pool thread, observed by the ledger as "harness", and
     // bounded: a target that blocks in listen or dial is hung, not the
@@ -582,6 +586,8 @@ fn registrations_left(case: &Case) {
 
 /// A read or write a case's thread is inside now.
 struct IoInProgress {
+    /// The case thread it runs on.
+    thread: usize,
     /// 0 read, 1 write.
     dir: usize,
     conn: usize,
@@ -605,6 +611,7 @@ fn io_in_progress(case: &Case) -> impl Iterator<Item = IoInProgress> + '_ {
         let conn = op.conn()?;
         let socket = conn_of(case, conn)?;
         Some(IoInProgress {
+            thread: t,
             dir,
             conn,
             socket,

@@ -130,6 +130,7 @@ pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
     let _guard = probe::install(probe.clone());
     let _observer = case.observe.then(|| crate::intercept::install(&*probe));
     case.events.register(me);
+    case.waits.register(me, case.events.tid(me));
     if case.mode == Mode::Controlled {
         case.sched.arrive(me);
     }
@@ -137,6 +138,14 @@ pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
     for (i, op) in ops.iter().enumerate() {
         if case.mode == Mode::Controlled {
             case.sched.switch(me);
+        }
+        // The base the timing rules discount from (runqueue.rs), taken
+        // before the op's start is stamped, so it is never late.
+        if matches!(
+            op,
+            Op::Read { .. } | Op::ReadFrom { .. } | Op::Write { .. } | Op::WriteTo { .. }
+        ) {
+            case.waits.op_begins(me, super::runqueue::total(&case));
         }
         *case.current_op[me]
             .lock()
@@ -153,6 +162,7 @@ pub(super) fn worker(case: Arc<Case>, me: usize, seed: u64) {
             .unwrap_or_else(|e| e.into_inner()) = None;
         case.events.pulse();
     }
+    case.waits.finish(me, case.events.tid(me));
     if case.mode == Mode::Controlled {
         case.sched.done(me);
     }
@@ -361,7 +371,8 @@ pub(super) fn run_op(case: &Case, me: usize, op: &Op) {
             let peer = slot.peer.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(p) = peer.as_ref() {
                 let writing = super::wakeup::write_running(case, conn);
-                let (got, stalled) = p.take_in(bytes, super::deadline::TOLERANCE);
+                let queued = || super::runqueue::total(case);
+                let (got, stalled) = p.take_in(bytes, super::deadline::TOLERANCE, &queued);
                 check_peer_bytes(case, conn, &got);
                 if let Some(since) = stalled.filter(|_| writing) {
                     super::wakeup::judge_stalled_write(case, me, op, conn, since);

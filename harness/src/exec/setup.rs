@@ -2,7 +2,7 @@
 //! the peer ends the harness owns, and the byte tags that mark every
 //! payload with the connection it belongs to.
 
-use super::{ports, Case, ListenerSlot, SetupError};
+use super::{ports, runqueue, Case, ListenerSlot, SetupError};
 use crate::scenario::{Scenario, Transport};
 use crate::target::{Addr, Conn};
 use std::io::{self, Read, Write};
@@ -81,12 +81,22 @@ impl Peer {
     }
     /// Take in up to `limit` bytes of what the local end sent, blocking
     /// for each; stop early at end of stream, on an error, or when none
-    /// came for `idle`. The bytes, and in the last case when the last of
-    /// them came (or the wait began, if none did).
-    pub(super) fn take_in(&self, limit: usize, idle: Duration) -> (Vec<u8>, Option<Instant>) {
+    /// came for `idle` of the time that counts: the wall time less how far
+    /// `queued` (the case's run-queue clock, runqueue.rs) moved meanwhile.
+    /// The bytes, and in the last case when the last of them came (or the
+    /// wait began, if none did). A wait whose discount cannot be read, or
+    /// that lasts [`runqueue::MOST_STRETCH`] times `idle` of wall time
+    /// without reaching `idle` that counts, ends without a stall.
+    pub(super) fn take_in(
+        &self,
+        limit: usize,
+        idle: Duration,
+        queued: &dyn Fn() -> Option<Duration>,
+    ) -> (Vec<u8>, Option<Instant>) {
         let mut out = Vec::new();
         let mut buf = vec![0u8; 65536];
         let mut last = Instant::now();
+        let mut base = queued();
         let _ = self.set_nonblocking(false);
         let _ = self.set_read_timeout(Some(idle));
         let mut stalled = None;
@@ -102,7 +112,9 @@ impl Peer {
                 Ok(0) => break,
                 Ok(n) => {
                     out.extend_from_slice(&buf[..n]);
+                    base = queued();
                     last = Instant::now();
+                    let _ = self.set_read_timeout(Some(idle));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -111,8 +123,20 @@ impl Peer {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    stalled = Some(last);
-                    break;
+                    let wall = last.elapsed();
+                    match runqueue::counted(wall, runqueue::moved(base, queued())) {
+                        Some(c) if c >= idle => {
+                            stalled = Some(last);
+                            break;
+                        }
+                        // Threads waited for a CPU meanwhile: wait on for
+                        // the rest of `idle` that counts.
+                        Some(c) if wall < idle * runqueue::MOST_STRETCH => {
+                            let rest = (idle - c).max(Duration::from_millis(1));
+                            let _ = self.set_read_timeout(Some(rest));
+                        }
+                        _ => break,
+                    }
                 }
                 Err(_) => break,
             }

@@ -9,17 +9,35 @@
 //! once the kernel shows every thread left asleep throughout a
 //! [`CONFIRM`]. The quiet limits below remain as fallbacks for when the
 //! kernel cannot say, and are counted when they end a case.
+//!
+//! **The hang bounds and load.** After the end-of-case Close begins, every
+//! op must be back within the bound (a TCP dial: the bound plus
+//! [`SYN_RETRANSMITS`]), and the teardown's own Close within the bound.
+//! Both are held to the time that counts since the Close began
+//! ([`runqueue`]): the wall time less how long the case's threads, netfd's
+//! poll server and the closer waited for a CPU meanwhile. Why load cannot
+//! make them fire on a correct target: the Close wakes every parked op and
+//! each then needs only CPU time to return, so all that load adds is
+//! waiting for a CPU, which comes off; a dial's SYN retransmission is the
+//! kernel's timer (asleep, not taken off: hence its own allowance). An op
+//! not back within [`runqueue::MOST_STRETCH`] bounds of wall time is a
+//! hang whatever the figures say (a thread starved that long is not held
+//! up by load alone), and where the kernel has no figures that is the
+//! bound. A hung op sleeps, or spins on a CPU, neither of which is taken
+//! off. The fallbacks of phase 1 (quiet and stuck limits) end phase 1
+//! early and judge nothing; they already ask the kernel whether a thread
+//! is runnable before taking it as stuck.
 
 use super::events::{self, KernelSample, CONFIRM};
 use super::judge::{check_drained, record};
 use super::ops::CaseProbe;
-use super::{conn_of, listener_of, thread_name, Case, CaseTimings, Found};
+use super::{conn_of, listener_of, runqueue, thread_name, Case, CaseTimings, Found};
 use crate::report::{Mode, ViolationKind};
 use crate::scenario::{Op, Transport};
 use netfd::probe;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a case may go without any event before the supervisor takes
@@ -143,16 +161,25 @@ pub(super) fn supervise(
     // hang, not a stuck harness; in controlled mode that thread joins the
     // schedule (sched.rs), so a replay repeats teardown too.
     case.tearing_down.store(true, Ordering::SeqCst);
+    // The base of the hang bounds' discount (runqueue.rs), read before the
+    // bounds start.
+    let queued_at_close = runqueue::total(case);
     let closed_at = Instant::now();
     let closed = Arc::new(AtomicBool::new(false));
+    // The closer's kernel id and run-queue wait as it began (it is a pool
+    // thread: it outlives the case, so its file can be read after).
+    let closer_queued: Arc<Mutex<Option<(i32, Duration)>>> = Arc::new(Mutex::new(None));
     let closer = {
         let case = case.clone();
         let closed = closed.clone();
+        let closer_queued = closer_queued.clone();
         super::pool::spawn(move || {
             // Waiters sample the closer like any running thread: its status
             // file is opened now, at a high number, not at their first look.
             if let Some(tid) = events::current_tid() {
                 events::prepare_sampling(tid);
+                *closer_queued.lock().unwrap_or_else(|e| e.into_inner()) =
+                    runqueue::waited(tid).map(|w| (tid, w));
             }
             let slot = (case.mode == Mode::Controlled).then(|| case.sched.enter_closer());
             let probe = Arc::new(CaseProbe::closer(case.clone(), slot));
@@ -166,12 +193,28 @@ pub(super) fn supervise(
             case.events.pulse();
         })
     };
+    // The time that counts since the Close began: the wall time less the
+    // case's threads' and the poll server's waits for a CPU, and the
+    // closer's (before it had recorded its base, all of its wait since the
+    // Close is unknown: its base is read after, so the discount is short
+    // by at most that; it is taken before the closer does anything).
+    let queued = || {
+        let mut queued = runqueue::moved(queued_at_close, runqueue::total(case))?;
+        if let Some((tid, base)) = *closer_queued.lock().unwrap_or_else(|e| e.into_inner()) {
+            queued += runqueue::waited(tid)?.saturating_sub(base);
+        }
+        Some(queued)
+    };
+    let counted = || runqueue::counted(closed_at.elapsed(), queued());
     let mut hung = HashSet::new();
     if closer.is_ok() {
-        if !case
-            .events
-            .wait_for(|| closed.load(Ordering::Acquire), closed_at + bound)
-        {
+        if !wait_counted(
+            case,
+            || closed.load(Ordering::Acquire),
+            closed_at,
+            &|| bound,
+            &counted,
+        ) {
             // A teardown Close that never returns is a hang of its own; and
             // nothing else may close now (a Close on this thread would hang
             // the harness): the caller skips the final sweep.
@@ -200,13 +243,7 @@ pub(super) fn supervise(
     } else {
         case.sched.release_all();
     }
-    case.events.wait_for(all_done, closed_at + bound);
-    if !all_done()
-        && (0..threads).any(|t| running_op(case, t).is_some_and(|op| is_tcp_dial(case, op)))
-    {
-        case.events
-            .wait_for(all_done, closed_at + bound + SYN_RETRANSMITS);
-    }
+    wait_ops(case, closed_at, bound, &queued);
     timings.teardown = closed_at.elapsed();
     if !all_done() {
         for t in 0..threads {
@@ -234,11 +271,19 @@ pub(super) fn supervise(
                         holder: None,
                         op: op.to_string(),
                         thread: thread_name(case, t),
-                        message: format!(
-                            "{op} did not return {:?} after Close (running for {:?})",
-                            allowed(case, op, bound),
-                            started.elapsed()
-                        ),
+                        message: if started > closed_at {
+                            format!(
+                                "{op}, begun after the Close, did not return within {:?} (running for {:?})",
+                                allowed(case, op, bound),
+                                started.elapsed()
+                            )
+                        } else {
+                            format!(
+                                "{op} did not return {:?} after Close (running for {:?})",
+                                allowed(case, op, bound),
+                                started.elapsed()
+                            )
+                        },
                         evidence: None,
                         trace: case.ledger.trace(
                             case.ledger.event_count().saturating_sub(1),
@@ -252,10 +297,87 @@ pub(super) fn supervise(
     hung
 }
 
-/// The op thread `t` is in, if any.
-fn running_op(case: &Case, t: usize) -> Option<&Op> {
-    let (i, _) = (*case.current_op[t].lock().unwrap_or_else(|e| e.into_inner()))?;
-    case.scenario.threads[t].ops.get(i)
+/// Wait until `done()` holds (woken by pulses), or until the time that
+/// counts since `from` (`counted`: the wall time less the waits for a CPU
+/// of the threads that could be holding it up, runqueue.rs) reaches
+/// `allowed()`; whether it holds. The wall time decides when the discount
+/// cannot be read, and past [`runqueue::MOST_STRETCH`] times `allowed()`:
+/// a thread back in neither is not held up by load alone, and without
+/// the kernel's figures the bounds are these longer ones.
+fn wait_counted(
+    case: &Case,
+    done: impl Fn() -> bool,
+    from: Instant,
+    allowed: &dyn Fn() -> Duration,
+    counted: &dyn Fn() -> Option<Duration>,
+) -> bool {
+    loop {
+        let allowed = allowed();
+        let most = from + allowed * runqueue::MOST_STRETCH;
+        let until = match counted() {
+            // Short of the bound by what is left of it: not sooner back.
+            Some(c) if c < allowed => (Instant::now() + (allowed - c)).min(most),
+            Some(_) => return done(),
+            None => most,
+        };
+        if case.events.wait_for(&done, until) {
+            return true;
+        }
+        if Instant::now() >= most {
+            return done();
+        }
+    }
+}
+
+/// Wait until every thread of the case is done, or one's current op is
+/// overdue: it has run longer than it is allowed ([`allowed`]) since the
+/// Close, or since its own start if it began after the Close (a thread
+/// that still had ops to run when teardown began runs them now; each
+/// returns, and the next is a new op, not one the Close left hanging: a
+/// churner's three `open`s of 16 sockets each, begun before and run after
+/// the Close at load 20, were a false `hang` when the bound ran from the
+/// Close for all of them). Time that counts, as in [`wait_counted`]:
+/// `queued` is the waits for a CPU since the Close (taking off those
+/// before a later op's start too: a discount too big, if anything).
+fn wait_ops(
+    case: &Case,
+    closed_at: Instant,
+    bound: Duration,
+    queued: &dyn Fn() -> Option<Duration>,
+) {
+    let threads = case.scenario.threads.len();
+    let all_done = || case.finished.load(Ordering::Acquire) == threads;
+    let most = closed_at + (bound + SYN_RETRANSMITS) * runqueue::MOST_STRETCH;
+    loop {
+        let seen = case.events.seq();
+        if all_done() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= most {
+            return;
+        }
+        let queued = queued();
+        // An op that begins raises no pulse: look again within a bound.
+        let mut until = (now + bound).min(most);
+        for t in 0..threads {
+            let cur = *case.current_op[t].lock().unwrap_or_else(|e| e.into_inner());
+            let Some((i, started)) = cur else { continue };
+            let op = &case.scenario.threads[t].ops[i];
+            let allowed = allowed(case, op, bound);
+            let since = started.max(closed_at);
+            let op_most = since + allowed * runqueue::MOST_STRETCH;
+            if now >= op_most {
+                return;
+            }
+            match runqueue::counted(now.saturating_duration_since(since), queued) {
+                Some(c) if c >= allowed => return,
+                Some(c) => until = until.min(now + (allowed - c)),
+                None => until = until.min(op_most),
+            }
+        }
+        case.events.wait(seen, until);
+    }
 }
 
 /// A dial over TCP: the op [`SYN_RETRANSMITS`] is for.

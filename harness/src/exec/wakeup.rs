@@ -80,9 +80,32 @@
 //! thread on a loaded 2-core machine may wait tens of ms for a CPU, and in
 //! controlled mode for its turn as well; a correct target's reader is back
 //! within microseconds of the bytes on an idle machine.
+//!
+//! **Load.** What is held to the tolerance is the time that counts
+//! ([`runqueue`]): the wall time from the arrival (or the sighting) to the
+//! read's return, less how long the case's threads and netfd's poll server
+//! waited for a CPU from the read's start on (earlier than the arrival: a
+//! discount too big, if anything); a Close excuses the read if it began by
+//! the arrival plus the tolerance plus that discount. On the write side,
+//! the peer_read's wait for more bytes is counted the same way from each
+//! byte it got, so it stops on a wait only after the tolerance of time
+//! that counts. Why load cannot make the rule fire on a correct target:
+//! once the bytes (the error, the freed space) are there, a correct
+//! target's op is woken by the kernel (Direct) or by the poll server
+//! (Server) and returns after microseconds of CPU; everything else between
+//! the event and the return is a wait for a CPU — the server's, the op
+//! thread's, and in controlled mode that of whoever holds the turn — and
+//! comes off. While the time that counts is short of the tolerance the
+//! supervisor keeps the case running ([`wakeup_pending`],
+//! [`error_pending`]), so teardown does not close a read that load holds
+//! up, for at most [`runqueue::MOST_STRETCH`] windows of wall time. An
+//! unreadable figure judges nothing. What it still catches: an op that
+//! lost its wake-up is asleep, and sleeping is not waiting for a CPU, so
+//! its lateness is not taken off.
 
 use super::deadline::TOLERANCE;
 use super::judge::{count_check, found_here, record};
+use super::runqueue;
 use super::Case;
 use crate::intercept::raw;
 use crate::report::ViolationKind;
@@ -109,11 +132,19 @@ pub(super) fn judge_late_wakeup(
         return;
     }
     count_check(case, ViolationKind::LateWakeup);
-    let limit = arrived + TOLERANCE;
-    if end <= limit {
+    if end <= arrived + TOLERANCE {
         return;
     }
-    if case.conns[conn].close_began_by(limit) {
+    // Late by the time that counts: the case's threads' (and the poll
+    // server's) waits for a CPU come off; unknown, nothing is judged.
+    let Some(queued) = runqueue::since_op_start(case, me) else {
+        return;
+    };
+    let late = end.saturating_duration_since(arrived);
+    if runqueue::counted(late, Some(queued)).is_none_or(|c| c <= TOLERANCE) {
+        return;
+    }
+    if case.conns[conn].close_began_by(arrived + TOLERANCE + queued) {
         return;
     }
     record(
@@ -125,9 +156,9 @@ pub(super) fn judge_late_wakeup(
             op,
             socket.owner(),
             format!(
-                "{op} was running when the peer's bytes arrived ({:?} into the op) and returned {:?} after them, more than the {TOLERANCE:?} allowed, with no Close before: readiness did not wake it",
+                "{op} was running when the peer's bytes arrived ({:?} into the op) and returned {late:?} after them ({:?} of it the case's threads waiting for a CPU), more than the {TOLERANCE:?} allowed, with no Close before: readiness did not wake it",
                 arrived.saturating_duration_since(start),
-                end.saturating_duration_since(arrived)
+                queued
             ),
         ),
     );
@@ -184,12 +215,11 @@ fn read_by_one_thread(case: &Case, conn: usize) -> bool {
 /// running, so that such a read is either back by then or is closed late
 /// by teardown and judged late.
 pub(super) fn wakeup_pending(case: &Case) -> bool {
-    let now = Instant::now();
     let window = TOLERANCE + Duration::from_millis(100);
     super::io_in_progress(case).any(|io| {
         io.dir == 0
             && bytes_arrived(case, io.conn, &io.socket, io.started)
-                .is_some_and(|at| now < at + window)
+                .is_some_and(|at| runqueue::still_within(case, io.thread, at, window))
     })
 }
 
@@ -223,7 +253,7 @@ pub(super) fn error_pending(case: &Case) -> bool {
             }
             None => None,
         };
-        pending |= seen.is_some_and(|at| Instant::now() < at + window);
+        pending |= seen.is_some_and(|at| runqueue::still_within(case, io.thread, at, window));
     }
     pending
 }
@@ -281,12 +311,18 @@ pub(super) fn judge_error_wakeup(
         return;
     };
     count_check(case, ViolationKind::LateWakeup);
-    let limit = seen + TOLERANCE;
-    if end <= limit {
+    if end <= seen + TOLERANCE {
+        return;
+    }
+    let Some(queued) = runqueue::since_op_start(case, me) else {
+        return;
+    };
+    let late = end.saturating_duration_since(seen);
+    if runqueue::counted(late, Some(queued)).is_none_or(|c| c <= TOLERANCE) {
         return;
     }
     let slot = &case.conns[conn];
-    if slot.close_began_by(limit) {
+    if slot.close_began_by(seen + TOLERANCE + queued) {
         return;
     }
     let sent_since = slot
@@ -308,9 +344,8 @@ pub(super) fn judge_error_wakeup(
             op,
             socket.owner(),
             format!(
-                "{op} was running when an error was pending on its socket ({:?} into the op) and returned {:?} after it was seen, more than the {TOLERANCE:?} allowed, with no Close or send before: the error did not wake it",
+                "{op} was running when an error was pending on its socket ({:?} into the op) and returned {late:?} after it was seen ({queued:?} of it the case's threads waiting for a CPU), more than the {TOLERANCE:?} allowed, with no Close or send before: the error did not wake it",
                 seen.saturating_duration_since(started),
-                end.saturating_duration_since(seen)
             ),
         ),
     );

@@ -3,10 +3,11 @@
 
 use harness::scenario::{self, Direction};
 use harness::target::{Addr, Conn, Listener, NetfdTarget, Target};
-use netfd::probe::OwnerId;
+use netfd::probe::{self, OwnerId, Probe, SyncPoint, SysResult, Syscall};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One thread's read waits out a 250 ms deadline, then its read of a
@@ -34,6 +35,18 @@ pub const WAITS: &str = r#"{
 
 /// A target whose reads poll until bytes, the closed error or the caller's
 /// own deadline, waiting between tries as `.1` says.
+///
+/// What the busy-wait rule sees of it is decided by its code, not by the
+/// machine's load: a spin is measured on the thread's own CPU clock, and a
+/// read honours the caller's deadline only after [`Between::laps`] laps
+/// that found nothing (a polled wait bounded by wall time alone would get
+/// fewer laps and less CPU the more loaded the machine; the laps end well
+/// within the 250 ms deadline of [`WAITS`] on an idle machine, so there
+/// the read is not late, and a loaded one is discounted for it). A lap
+/// of parking counts only if the inner read really parked (netfd's
+/// `BeforePark`, seen by a probe the read puts in front of the case's):
+/// a try whose 1 ms deadline passed before it got to park, as free mode's
+/// jitter yields beside CPU hogs make it do, returns without parking.
 pub struct Polling(pub NetfdTarget, pub Between);
 
 /// How a [`Polling`] read waits between two tries that found nothing.
@@ -41,13 +54,72 @@ pub struct Polling(pub NetfdTarget, pub Between);
 #[allow(dead_code)] // each test binary that shares this module uses some
 pub enum Between {
     /// Each try parks in the inner socket with a deadline `park` ahead;
-    /// after it times out the thread spins on the CPU for `spin` (maybe
-    /// zero: then the read parks in laps, once per `park`).
+    /// after it times out the thread spins for `spin` of its own CPU time
+    /// (maybe zero: then the read parks in laps, once per `park`).
     ParkThenSpin { park: Duration, spin: Duration },
     /// Each try has a deadline already passed, so it returns at once without
     /// parking; the thread then sleeps for the duration (`thread::sleep`:
     /// woken thousands of times a second, parked never).
     Sleep(Duration),
+}
+
+impl Between {
+    /// Laps a read makes before it honours a passed deadline: over what
+    /// each trigger of the rule needs, whatever the load: 60 spins of 4 ms
+    /// of CPU are 240 ms (the floor is 50 ms); 150 parks (the floor is
+    /// 100); 1,500 sleeps (the floor is 1,000).
+    fn laps(self) -> u64 {
+        match self {
+            Between::ParkThenSpin { spin, .. } if spin.is_zero() => 150,
+            Between::ParkThenSpin { .. } => 60,
+            Between::Sleep(_) => 1500,
+        }
+    }
+
+    /// Whether a lap is a park (else a try).
+    fn counts_parks(self) -> bool {
+        matches!(self, Between::ParkThenSpin { spin, .. } if spin.is_zero())
+    }
+}
+
+/// Counts the parks of the calling thread and passes everything on to the
+/// probe it stands in front of (the case's).
+struct CountParks {
+    inner: Option<Arc<dyn Probe>>,
+    parks: AtomicU64,
+}
+
+impl Probe for CountParks {
+    fn before_syscall(&self, call: &Syscall) {
+        if let Some(p) = &self.inner {
+            p.before_syscall(call);
+        }
+    }
+    fn after_syscall(&self, call: &Syscall, result: SysResult) {
+        if let Some(p) = &self.inner {
+            p.after_syscall(call, result);
+        }
+    }
+    fn sync_point(&self, point: SyncPoint, owner: OwnerId) {
+        if point == SyncPoint::BeforePark {
+            self.parks.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(p) = &self.inner {
+            p.sync_point(point, owner);
+        }
+    }
+}
+
+/// The calling thread's CPU time so far.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a pointer to a live
+    // local of that type.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 struct PollingConn {
@@ -61,10 +133,21 @@ impl Conn for PollingConn {
         self.inner.owner()
     }
     fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let counter = Arc::new(CountParks {
+            inner: probe::current(),
+            parks: AtomicU64::new(0),
+        });
+        let _counting = probe::install(counter.clone());
+        let mut tries = 0;
         loop {
             let due = *self.read_deadline.lock().unwrap();
             let now = Instant::now();
-            if let Some(d) = due.filter(|&d| now >= d) {
+            let laps = if self.between.counts_parks() {
+                counter.parks.load(Ordering::Relaxed)
+            } else {
+                tries
+            };
+            if let Some(d) = due.filter(|&d| now >= d && laps >= self.between.laps()) {
                 // The inner socket's own timeout error, as a caller expects.
                 self.inner.set_deadline(Direction::Read, Some(d))?;
                 return self.inner.read(buf);
@@ -74,11 +157,12 @@ impl Conn for PollingConn {
                 Between::Sleep(_) => now,
             };
             self.inner.set_deadline(Direction::Read, Some(try_until))?;
+            tries += 1;
             match self.inner.read(buf) {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => match self.between {
                     Between::ParkThenSpin { spin, .. } => {
-                        let until = Instant::now() + spin;
-                        while Instant::now() < until {
+                        let until = thread_cpu() + spin;
+                        while thread_cpu() < until {
                             std::hint::spin_loop();
                         }
                     }

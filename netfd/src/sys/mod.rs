@@ -814,6 +814,13 @@ pub fn file_identity(fd: RawFd) -> Option<(u64, u64)> {
     Some((st.st_dev, st.st_ino))
 }
 
+/// The calling thread's kernel id (`gettid`): what `/proc/self/task/ID`
+/// names it by.
+pub fn thread_id() -> i32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
 /// The process's soft limit on open descriptors.
 pub fn fd_limit() -> u64 {
     let mut lim = libc::rlimit {
