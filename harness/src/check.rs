@@ -28,7 +28,7 @@
 //! the check replays that one file instead ([`replay`]).
 
 use crate::report::lanes::Lanes;
-use crate::report::{Mode, Report, Skipped, ViolationKind};
+use crate::report::{Mode, Report, ScenarioReport, Skipped, Violation, ViolationKind};
 use crate::run::{self, GenPlan, RunConfig, Source};
 use crate::scenario;
 use crate::target::{Addr, Capabilities, Capability, Conn, Listener, Target};
@@ -99,10 +99,28 @@ pub struct Checked {
     pub cases: u64,
 }
 
+impl std::fmt::Display for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let variant = self.reports.first().map_or("", |r| r.variant.as_str());
+        write!(
+            f,
+            "harness::check: {variant} passed {} cases in {} run(s); {} scenario file(s) skipped",
+            self.cases,
+            self.reports.len(),
+            self.skipped.len()
+        )?;
+        for s in &self.skipped {
+            write!(f, "\n  skipped {}: {}", s.file, s.reason)?;
+        }
+        Ok(())
+    }
+}
+
 /// A check that failed: what [`Check::run`] panics with.
 #[derive(Debug)]
 pub struct Failure {
-    /// The kinds of the minimal case's violations, sorted.
+    /// The kinds of violation found, sorted (the case shown and saved is
+    /// the earliest of the gravest kind).
     pub kinds: Vec<ViolationKind>,
     /// The saved case (in the regressions directory), if it was saved.
     pub saved: Option<PathBuf>,
@@ -212,7 +230,10 @@ impl Check {
     /// Run the check; panic with the failure's message if it fails.
     pub fn run(self) -> Checked {
         match self.try_run() {
-            Ok(c) => c,
+            Ok(c) => {
+                eprintln!("{c}");
+                c
+            }
             Err(f) => panic!("{f}"),
         }
     }
@@ -408,6 +429,14 @@ fn saved_cases(dir: &Path) -> Result<Vec<Source>, String> {
         .collect())
 }
 
+/// The case a failure shows and saves: of the first failing scenario, the
+/// earliest case with the gravest kind (`fd_reuse` first).
+fn chosen(report: &Report) -> Option<(&ScenarioReport, &Violation)> {
+    let sr = report.scenarios.iter().find(|s| !s.violations.is_empty())?;
+    let v = sr.violations.iter().min_by_key(|v| (v.kind, v.case))?;
+    Some((sr, v))
+}
+
 fn cases_of(report: &Report) -> u64 {
     report.scenarios.iter().map(|s| s.cases).sum()
 }
@@ -429,10 +458,9 @@ fn keep_minimal(
     failing.dedup();
     failing.sort();
     failing.dedup();
-    let Some(sr) = report.scenarios.iter().find(|s| !s.violations.is_empty()) else {
+    let Some((sr, v)) = chosen(report) else {
         return (None, failing.len() as u64);
     };
-    let v = &sr.violations[0];
     let from = if sr.file == run::GENERATED {
         gen.and_then(|g| g.file)
     } else {
@@ -508,22 +536,20 @@ fn failure(
             ""
         }
     );
-    let mut kinds = Vec::new();
-    if let Some(sr) = report.scenarios.iter().find(|s| !s.violations.is_empty()) {
-        let first = &sr.violations[0];
+    let kinds = run::kinds_found(report);
+    let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+    let _ = writeln!(msg, "found: {}", names.join(", "));
+    if let Some((sr, first)) = chosen(report) {
         let _ = writeln!(
             msg,
             "scenario {} ({}), case {}:",
             sr.name, sr.file, first.case
         );
         for v in sr.violations.iter().filter(|v| v.case == first.case) {
-            kinds.push(v.kind);
             let _ = writeln!(msg, "  {}: {}", v.kind.name(), v.message);
         }
         let _ = writeln!(msg, "\n{}", Lanes::from_trace(&first.trace).render_text(30));
     }
-    kinds.sort();
-    kinds.dedup();
     let replay = match &saved {
         Some(p) => {
             let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
