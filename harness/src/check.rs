@@ -239,7 +239,7 @@ impl Check {
     }
 
     /// Run the check; a failure is returned, not panicked with.
-    pub fn try_run(self) -> Result<Checked, Failure> {
+    pub fn try_run(self) -> Result<Checked, Box<Failure>> {
         crate::intercept::link();
         let target: Arc<dyn Target> = Arc::new(Declared {
             inner: self.target.clone(),
@@ -377,7 +377,7 @@ fn replay_in(
     path: &Path,
     workers: Option<Arc<Workers>>,
     test: &str,
-) -> Result<Checked, Failure> {
+) -> Result<Checked, Box<Failure>> {
     let r = replay_report(target, path, workers).map_err(|e| harness_failure(&e))?;
     if r.reproduced {
         return Err(failure(
@@ -501,8 +501,8 @@ fn keep_minimal(
     (Some(to), unsaved)
 }
 
-fn harness_failure(e: &str) -> Failure {
-    Failure {
+fn harness_failure(e: &str) -> Box<Failure> {
+    Box::new(Failure {
         kinds: Vec::new(),
         saved: None,
         replay: String::new(),
@@ -510,7 +510,7 @@ fn harness_failure(e: &str) -> Failure {
         unsaved: 0,
         message: format!("harness::check could not run: {e}"),
         reports: Vec::new(),
-    }
+    })
 }
 
 /// The failure of the last report: its first failing case's violations,
@@ -521,7 +521,7 @@ fn failure(
     regression: bool,
     unsaved: u64,
     test: &str,
-) -> Failure {
+) -> Box<Failure> {
     use std::fmt::Write;
     let report = reports.last().expect("a report");
     let mut msg = String::new();
@@ -571,7 +571,7 @@ fn failure(
             "{unsaved} more failing case(s) not saved (at most {KEEP_PER_SCENARIO} per scenario)"
         );
     }
-    Failure {
+    Box::new(Failure {
         kinds,
         saved,
         replay,
@@ -579,7 +579,7 @@ fn failure(
         unsaved,
         message: msg,
         reports,
-    }
+    })
 }
 
 /// The user's target with the capabilities the check declares.
