@@ -95,7 +95,8 @@
 //! # let _ = RawTarget.name();
 //! ```
 //!
-//! Run it with [`crate::run::run`] over scenario files
+//! Check it from a test with one call, `harness::check(RawTarget).run()`
+//! ([`crate::check`]), or with [`crate::run::run`] over scenario files
 //! (`docs/check-your-own-type.md`).
 
 mod std_net;
