@@ -91,3 +91,36 @@ fn harness_replay_makes_the_check_replay_one_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// At most three cases are kept per scenario: with three already there
+/// (passing ones, under the scenario's name), a new failing case is
+/// counted, not saved.
+#[test]
+fn at_most_three_cases_are_kept_per_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        let text = CLOSE_VS_READ
+            .replace(
+                "raw_close_vs_read_with_churn",
+                &format!("raw_close_vs_read_with_churn-r{i}"),
+            )
+            .replace(r#"{ "op": "close", "conn": 0 }"#, r#"{ "op": "yield" }"#)
+            .replace(
+                r#"{ "op": "read", "conn": 0, "bytes": 16 },
+      { "op": "read", "conn": 0, "bytes": 16 },"#,
+                "",
+            );
+        let s = harness::scenario::parse_str(&text, "kept.json").unwrap();
+        s.save(dir.path().join(format!("{}.json", s.name))).unwrap();
+    }
+    let before = saved_files(dir.path());
+    let f = racy_check(dir.path()).try_run().unwrap_err();
+    assert!(!f.regression, "{f}");
+    assert!(f.saved.is_none(), "{f}");
+    assert!(f.unsaved >= 1, "{f}");
+    assert!(
+        f.message.contains("not saved (at most 3 per scenario)"),
+        "{f}"
+    );
+    assert_eq!(saved_files(dir.path()), before);
+}
