@@ -782,6 +782,11 @@ impl Report {
                 (Some(e), Some(s)) => Some(e.max(s.saturating_add(r.duration_ms))),
                 _ => None,
             };
+            for sk in r.skipped {
+                if !merged.skipped.contains(&sk) {
+                    merged.skipped.push(sk);
+                }
+            }
             for sc in r.scenarios {
                 match merged
                     .scenarios
