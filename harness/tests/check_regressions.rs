@@ -124,3 +124,23 @@ fn at_most_three_cases_are_kept_per_scenario() {
     );
     assert_eq!(saved_files(dir.path()), before);
 }
+
+/// The scenarios compiled into the library are exactly the files of
+/// `scenarios/`, and every one parses.
+#[test]
+fn every_scenario_file_is_compiled_in() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    on_disk.sort();
+    let compiled: Vec<String> = harness::check::SHIPPED
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    assert_eq!(compiled, on_disk);
+    assert_eq!(harness::check::shipped().len(), on_disk.len());
+}
