@@ -19,9 +19,11 @@
 //! - [`run`]: runs scenario files and generated cases into a report.
 //! - [`worker`]: cases in worker processes, each in a descriptor table of
 //!   its own, so a case's stray calls reach only that case.
+//! - [`check`]: the one call a user's test makes ([`check()`], [`replay()`]).
 //! - [`report`]: the run report (`reports/schema.json`, `reports/README.md`),
 //!   atomic writing, shard merging, JUnit XML, the terminal summary.
 
+pub mod check;
 pub mod cli;
 pub mod exec;
 pub mod gen;
@@ -33,3 +35,5 @@ pub mod run;
 pub mod scenario;
 pub mod target;
 pub mod worker;
+
+pub use check::{check, replay};

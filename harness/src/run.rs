@@ -177,8 +177,20 @@ pub fn run_with_generated(
     let mut report = Report::new(target.name(), cfg.mode, cfg.seed);
     report.wait = target.wait_path().map(Into::into);
     report.shard = cfg.shard;
+    // Files that need what the target lacks are skipped, not failed.
+    let caps = target.capabilities();
+    let (sources, skipped): (Vec<&Source>, Vec<&Source>) = sources
+        .iter()
+        .partition(|s| caps.lacks_for(&s.scenario).is_none());
+    report.skipped = skipped
+        .iter()
+        .map(|s| report::Skipped {
+            file: s.file.clone(),
+            reason: caps.lacks_for(&s.scenario).unwrap_or_default(),
+        })
+        .collect();
     let n = (sources.len() + usize::from(plan.is_some())).max(1) as u32;
-    for (i, src) in sources.iter().enumerate() {
+    for (i, src) in sources.into_iter().enumerate() {
         // Each scenario gets an equal share of what is left of the budget.
         let left = cfg.budget.saturating_sub(started.elapsed());
         let share = left / (n - i as u32).max(1);

@@ -95,7 +95,8 @@
 //! # let _ = RawTarget.name();
 //! ```
 //!
-//! Run it with [`crate::run::run`] over scenario files
+//! Check it from a test with one call, `harness::check(RawTarget).run()`
+//! ([`crate::check`]), or with [`crate::run::run`] over scenario files
 //! (`docs/check-your-own-type.md`).
 
 mod std_net;
@@ -129,6 +130,94 @@ impl std::fmt::Display for Addr {
             Addr::Unix(p) => write!(f, "unix:{}", p.display()),
             Addr::UnixPacket(p) => write!(f, "unixpacket:{}", p.display()),
         }
+    }
+}
+
+/// What a target supports ([`Target::capabilities`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Absolute deadlines ([`Conn::set_deadline`]).
+    pub deadlines: bool,
+    /// UDP sockets ([`Target::bind_datagram`]: `udp4`, `udp6`).
+    pub udp: bool,
+    /// IPv6 loopback (`tcp6`, `udp6`).
+    pub ipv6: bool,
+    /// Unix-domain stream sockets ([`Addr::Unix`]: `unix`).
+    pub unix_stream: bool,
+    /// Unix-domain datagram sockets ([`Target::bind_unix_datagram`]: `unixgram`).
+    pub unix_datagram: bool,
+    /// Unix sequenced-packet sockets ([`Addr::UnixPacket`]: `unixpacket`).
+    pub unix_seqpacket: bool,
+}
+
+/// One thing a target may lack ([`Capabilities`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capability {
+    Deadlines,
+    Udp,
+    Ipv6,
+    UnixStream,
+    UnixDatagram,
+    UnixSeqpacket,
+}
+
+impl Capabilities {
+    /// Everything: netfd's.
+    pub const ALL: Capabilities = Capabilities {
+        deadlines: true,
+        udp: true,
+        ipv6: true,
+        unix_stream: true,
+        unix_datagram: true,
+        unix_seqpacket: true,
+    };
+
+    /// These capabilities without `c`.
+    pub fn without(mut self, c: Capability) -> Capabilities {
+        *self.flag(c) = false;
+        self
+    }
+
+    /// Whether `c` is among them.
+    pub fn has(mut self, c: Capability) -> bool {
+        *self.flag(c)
+    }
+
+    fn flag(&mut self, c: Capability) -> &mut bool {
+        match c {
+            Capability::Deadlines => &mut self.deadlines,
+            Capability::Udp => &mut self.udp,
+            Capability::Ipv6 => &mut self.ipv6,
+            Capability::UnixStream => &mut self.unix_stream,
+            Capability::UnixDatagram => &mut self.unix_datagram,
+            Capability::UnixSeqpacket => &mut self.unix_seqpacket,
+        }
+    }
+
+    /// What a scenario needs that these lack, as a reason to skip it;
+    /// `None` when it can run.
+    pub fn lacks_for(self, s: &crate::scenario::Scenario) -> Option<String> {
+        use crate::scenario::{Op, Transport};
+        let need = match s.transport {
+            Transport::Tcp4 => None,
+            Transport::Tcp6 => (!self.ipv6).then_some(Capability::Ipv6),
+            Transport::Udp4 => (!self.udp).then_some(Capability::Udp),
+            Transport::Udp6 => (!self.udp)
+                .then_some(Capability::Udp)
+                .or((!self.ipv6).then_some(Capability::Ipv6)),
+            Transport::Unix => (!self.unix_stream).then_some(Capability::UnixStream),
+            Transport::Unixgram => (!self.unix_datagram).then_some(Capability::UnixDatagram),
+            Transport::Unixpacket => (!self.unix_seqpacket).then_some(Capability::UnixSeqpacket),
+        };
+        if let Some(c) = need {
+            return Some(format!("transport {} needs {c:?}", s.transport));
+        }
+        let deadline = s
+            .threads
+            .iter()
+            .flat_map(|t| &t.ops)
+            .any(|op| matches!(op, Op::SetDeadline { .. }));
+        (deadline && !self.deadlines).then(|| "set_deadline needs Deadlines".to_string())
     }
 }
 
@@ -170,6 +259,18 @@ pub trait Target: Send + Sync {
     /// with the target's `Unsupported` error.
     fn has_unix_seqpacket(&self) -> bool {
         false
+    }
+    /// What this target can do, declared once: scenario files and
+    /// generated ops that need something it lacks are skipped (and counted
+    /// as skipped) by [`crate::check`], never failed. Default: from
+    /// [`Target::has_unix_datagram`] and [`Target::has_unix_seqpacket`],
+    /// everything else yes.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            unix_datagram: self.has_unix_datagram(),
+            unix_seqpacket: self.has_unix_seqpacket(),
+            ..Capabilities::ALL
+        }
     }
     /// Whether every syscall the target makes is reported through netfd's
     /// probe (netfd itself). If so the harness relies on those reports

@@ -292,12 +292,16 @@ pub fn raw_case_strategy(bounds: Bounds) -> BoxedStrategy<RawCase> {
         .boxed()
 }
 
-/// The socket kinds a target may lack ([`crate::target::Target`]'s
-/// `has_unix_datagram`, `has_unix_seqpacket`).
+/// What a target may lack ([`crate::target::Capabilities`]): the socket
+/// kinds and deadlines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TargetKinds {
     pub unix_datagram: bool,
     pub unix_seqpacket: bool,
+    pub unix_stream: bool,
+    pub udp: bool,
+    pub ipv6: bool,
+    pub deadlines: bool,
 }
 
 impl TargetKinds {
@@ -305,27 +309,68 @@ impl TargetKinds {
     pub const ALL: TargetKinds = TargetKinds {
         unix_datagram: true,
         unix_seqpacket: true,
+        unix_stream: true,
+        udp: true,
+        ipv6: true,
+        deadlines: true,
     };
 
     pub fn of(target: &dyn crate::target::Target) -> TargetKinds {
+        TargetKinds::from(target.capabilities())
+    }
+}
+
+impl From<crate::target::Capabilities> for TargetKinds {
+    fn from(c: crate::target::Capabilities) -> TargetKinds {
         TargetKinds {
-            unix_datagram: target.has_unix_datagram(),
-            unix_seqpacket: target.has_unix_seqpacket(),
+            unix_datagram: c.unix_datagram,
+            unix_seqpacket: c.unix_seqpacket,
+            unix_stream: c.unix_stream,
+            udp: c.udp,
+            ipv6: c.ipv6,
+            deadlines: c.deadlines,
         }
     }
 }
 
+/// The transport a draw of `t` runs on for a target with only `kinds`: the
+/// nearest one it has (`unixgram` on `udp4`, `unixpacket` on `unix`, IPv6 on
+/// IPv4, and anything else on `tcp4`).
+fn transport_for(t: Transport, kinds: TargetKinds) -> Transport {
+    let dgram = if kinds.udp {
+        Transport::Udp4
+    } else {
+        Transport::Tcp4
+    };
+    match t {
+        Transport::Unixgram if !kinds.unix_datagram => dgram,
+        Transport::Unixpacket if !kinds.unix_seqpacket && kinds.unix_stream => Transport::Unix,
+        Transport::Unixpacket if !kinds.unix_seqpacket => Transport::Tcp4,
+        Transport::Unix if !kinds.unix_stream => Transport::Tcp4,
+        Transport::Udp4 | Transport::Udp6 if !kinds.udp => Transport::Tcp4,
+        Transport::Udp6 if !kinds.ipv6 => Transport::Udp4,
+        Transport::Tcp6 if !kinds.ipv6 => Transport::Tcp4,
+        t => t,
+    }
+}
+
 /// As [`case_strategy`], for a target with only `kinds`: a draw of a
-/// transport it lacks runs on the one with the same rules (`unixgram` on
-/// `udp4`, `unixpacket` on `unix`), so every other draw is the one
-/// `case_strategy` gives for the same seed.
+/// transport it lacks runs on the nearest it has ([`transport_for`]), and
+/// for a target without deadlines a `set_deadline` is a `yield` (a deadline
+/// then read, the read alone), so every other draw is the one
+/// `case_strategy` gives for the same seed and no op it lacks is drawn.
 pub fn case_strategy_for(bounds: Bounds, kinds: TargetKinds) -> BoxedStrategy<GenCase> {
     raw_case_strategy(bounds)
         .prop_map(move |mut r| {
-            match r.transport {
-                Transport::Unixgram if !kinds.unix_datagram => r.transport = Transport::Udp4,
-                Transport::Unixpacket if !kinds.unix_seqpacket => r.transport = Transport::Unix,
-                _ => {}
+            r.transport = transport_for(r.transport, kinds);
+            if !kinds.deadlines {
+                for op in r.threads.iter_mut().flatten() {
+                    *op = match *op {
+                        RawOp::SetDeadline { .. } => RawOp::Yield,
+                        RawOp::DeadlineThenRead { conn, .. } => RawOp::Read { conn, bytes: 64 },
+                        ref o => o.clone(),
+                    };
+                }
             }
             normalize(&r)
         })

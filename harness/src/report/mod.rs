@@ -207,7 +207,20 @@ pub struct Report {
     pub duration_ms: u64,
     pub host: Host,
     pub scenarios: Vec<ScenarioReport>,
+    /// Scenario files not run because the target lacks what they need
+    /// ([`crate::target::Capabilities`]); absent when none was skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
     pub summary: Summary,
+}
+
+/// A scenario file a run skipped, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Skipped {
+    pub file: String,
+    /// What the target lacks (`transport unix needs UnixStream`).
+    pub reason: String,
 }
 
 /// The machine the run happened on.
@@ -609,6 +622,7 @@ impl Report {
             duration_ms: 0,
             host: Host::detect(),
             scenarios: Vec::new(),
+            skipped: Vec::new(),
             summary: Summary {
                 passed: true,
                 ..Summary::default()
@@ -768,6 +782,11 @@ impl Report {
                 (Some(e), Some(s)) => Some(e.max(s.saturating_add(r.duration_ms))),
                 _ => None,
             };
+            for sk in r.skipped {
+                if !merged.skipped.contains(&sk) {
+                    merged.skipped.push(sk);
+                }
+            }
             for sc in r.scenarios {
                 match merged
                     .scenarios
