@@ -23,7 +23,7 @@
 //!   fixed timeouts stay as fallbacks for a kernel without `/proc`, and are
 //!   counted when they fire ([`super::CaseTimings`]).
 
-use std::collections::HashMap;
+use super::taskfiles::TaskFiles;
 use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -155,32 +155,10 @@ pub fn current_tid() -> Option<i32> {
     link.file_name()?.to_str()?.parse().ok()
 }
 
-/// Above the numbers a case's sockets get (the kernel hands out the lowest
-/// free one), below any sane descriptor limit.
-const STATUS_FD_MIN: i32 = 512;
-
-/// Thread `tid`'s `/proc` status file, opened once and kept at a high
-/// number. Opening it anew at every look took the lowest free number: the
-/// one a case's Close had just released and its churner was about to get,
-/// so the harness itself became the socket a stale call "reached", and
-/// whether it did depended on when it looked (saved cases did not replay).
-static STATUS_FILES: Mutex<Option<HashMap<i32, Arc<std::fs::File>>>> = Mutex::new(None);
+static STATUS_FILES: TaskFiles = TaskFiles::new("status");
 
 fn status_file(tid: i32) -> Option<Arc<std::fs::File>> {
-    use std::os::fd::AsRawFd;
-    let mut files = STATUS_FILES.lock().unwrap_or_else(|e| e.into_inner());
-    let files = files.get_or_insert_with(HashMap::new);
-    if let Some(f) = files.get(&tid) {
-        return Some(f.clone());
-    }
-    let low = std::fs::File::open(format!("/proc/self/task/{tid}/status")).ok()?;
-    let file = match crate::intercept::raw::dup_above(low.as_raw_fd(), STATUS_FD_MIN) {
-        Ok(high) => std::fs::File::from(high),
-        Err(_) => low,
-    };
-    let file = Arc::new(file);
-    files.insert(tid, file.clone());
-    Some(file)
+    STATUS_FILES.get(tid)
 }
 
 /// Open thread `tid`'s status file ahead of the first look (a case thread
@@ -196,11 +174,7 @@ pub fn prepare_sampling(tid: i32) {
 /// case would be a descriptor leaked per exit.
 pub(super) fn forget_sampling(tid: i32) {
     let _own = crate::intercept::reported();
-    let mut files = STATUS_FILES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(files) = files.as_mut() {
-        files.remove(&tid);
-    }
-    drop(files);
+    STATUS_FILES.forget(tid);
     super::runqueue::forget(tid);
 }
 
@@ -215,12 +189,7 @@ fn read_status(tid: i32) -> Option<String> {
                 return String::from_utf8(buf).ok();
             }
             // The thread is gone (its id may be reused): open afresh.
-            _ => {
-                let mut files = STATUS_FILES.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(files) = files.as_mut() {
-                    files.remove(&tid);
-                }
-            }
+            _ => STATUS_FILES.forget(tid),
         }
     }
     None

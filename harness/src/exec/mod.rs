@@ -45,6 +45,7 @@ mod runqueue;
 pub mod sched;
 mod setup;
 mod supervise;
+mod taskfiles;
 mod timings;
 mod wakeup;
 

@@ -48,36 +48,20 @@
 //!   `None` as "cannot judge": a timing violation is never made from
 //!   missing data.
 
+use super::taskfiles::TaskFiles;
 use super::Case;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Above the numbers a case's sockets get (as events.rs's status files).
-const FILE_FD_MIN: i32 = 512;
-
-/// Marks an unset figure in the atomics below.
 const UNSET: u64 = u64::MAX;
 
-/// Thread id → its open `schedstat` file.
-static FILES: Mutex<Option<HashMap<i32, Arc<std::fs::File>>>> = Mutex::new(None);
+/// Thread id → its open `schedstat` file, kept at a high number as the
+/// status files are.
+static FILES: TaskFiles = TaskFiles::new("schedstat");
 
 fn file(tid: i32) -> Option<Arc<std::fs::File>> {
-    use std::os::fd::AsRawFd;
-    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
-    let files = files.get_or_insert_with(HashMap::new);
-    if let Some(f) = files.get(&tid) {
-        return Some(f.clone());
-    }
-    let low = std::fs::File::open(format!("/proc/self/task/{tid}/schedstat")).ok()?;
-    let file = match crate::intercept::raw::dup_above(low.as_raw_fd(), FILE_FD_MIN) {
-        Ok(high) => std::fs::File::from(high),
-        Err(_) => low,
-    };
-    let file = Arc::new(file);
-    files.insert(tid, file.clone());
-    Some(file)
+    FILES.get(tid)
 }
 
 /// Open thread `tid`'s file ahead of the first look (as it registers).
@@ -92,10 +76,7 @@ pub(super) fn prepare(tid: i32) {
 /// Close thread `tid`'s file: the thread has exited.
 pub(super) fn forget(tid: i32) {
     let _own = crate::intercept::reported();
-    let mut files = FILES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(files) = files.as_mut() {
-        files.remove(&tid);
-    }
+    FILES.forget(tid);
 }
 
 /// How long thread `tid` of this process has waited on a run queue so far.
